@@ -1,0 +1,59 @@
+"""rcpt_ok - accept recipients in our own domains, and anything from relay clients
+
+Arguments: none.
+
+Config files:
+  me              our host name; always a local domain
+  rcpthosts       local domains, one a line: `example.com`, or `.example.com`
+                  for every subdomain of it (qmail syntax); `@domain` entries
+                  as qpsmtpd allows are read as `domain`
+  morercpthosts   more domains, same syntax (qmail keeps it as a cdb; here
+                  it is a plain file)
+
+A relay client (plugin `relay`, or RELAYCLIENT in the environment) or an
+authenticated user may send to any domain. Anyone else gets
+`550 Relaying denied` for a domain that is not local, and for local
+addresses that try source-routing tricks (`user%other@local`,
+`other!user@local`, a quoted `"user@other"@local`), which a downstream MTA
+might forward. `postmaster@` a local domain is always accepted.
+
+List it as the LAST rcpt plugin: it accepts, so plugins after it never run.
+
+Example config/plugins line:
+
+    rcpt_ok
+"""
+
+from qpsmtpd_stdio import DENY, OK
+
+_ROUTING = ("%", "!", "@")
+
+
+def hook_rcpt(plugin, txn, rcpt, params):
+    conn = plugin.connection
+    if conn.relay_client or conn.auth_user:
+        return OK
+    if is_local(plugin, rcpt.host):
+        if rcpt.user.lower() == "postmaster":
+            return OK
+        if any(c in rcpt.user for c in _ROUTING):
+            return DENY, "Relaying denied (#5.7.1)"
+        return OK
+    return DENY, "Relaying denied (#5.7.1)"
+
+
+def is_local(plugin, host):
+    host = host.lower()
+    if not host:
+        return False
+    me = (plugin.config("me") or [""])[0].lower()
+    if host == me:
+        return True
+    for entry in plugin.config("rcpthosts") + plugin.config("morercpthosts"):
+        entry = entry.split()[0].lower().lstrip("@")
+        if entry.startswith("."):
+            if host.endswith(entry):
+                return True
+        elif host == entry:
+            return True
+    return False

@@ -1,0 +1,28 @@
+"""qpsmtpd-stdio: a per-connection SMTP server for inetd, xinetd, tcpserver and systemd.
+
+Plugins import their return codes and log levels from here:
+
+    from qpsmtpd_stdio import OK, DECLINED, DENY, LOGINFO
+"""
+
+from .constants import (  # noqa: F401  (the public plugin API)
+    DECLINED,
+    DENY,
+    DENY_DISCONNECT,
+    DENYHARD,
+    DENYSOFT,
+    DENYSOFT_DISCONNECT,
+    DONE,
+    LOGALERT,
+    LOGCRIT,
+    LOGDEBUG,
+    LOGEMERG,
+    LOGERROR,
+    LOGINFO,
+    LOGNOTICE,
+    LOGWARN,
+    OK,
+    VERSION,
+)
+
+__version__ = VERSION

@@ -1,0 +1,115 @@
+"""qmail-style flat config files, read the way qpsmtpd reads them.
+
+One item a line; blank lines and lines starting with '#' are skipped; leading
+and trailing white space is trimmed; `$include PATH` (a file, or a directory
+whose files are read in name order) works in every file. A file missing from
+the config directory is looked up in /var/qmail/control, as qpsmtpd does.
+Files are read on first use and cached for the life of the process, which is
+one connection, so an edit applies to the next connection.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from .constants import DEFAULTS
+
+QMAIL_CONTROL = "/var/qmail/control"
+SYSTEM_CONFIG = "/etc/qpsmtpd"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def find_config_dir(cli_dir: str | None = None) -> str:
+    """--config DIR, else $QPSMTPD_CONFIG, else config/ beside the install, else /etc/qpsmtpd."""
+    if cli_dir:
+        return cli_dir
+    env = os.environ.get("QPSMTPD_CONFIG")
+    if env:
+        return env
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config")
+    if os.path.isdir(beside):
+        return beside
+    return SYSTEM_CONFIG
+
+
+class Config:
+    """Reads config files from one directory. `hook` lets plugins answer lookups (qpsmtpd's config hook)."""
+
+    def __init__(self, directory: str, fallback: str | None = QMAIL_CONTROL) -> None:
+        self.directory = directory
+        self.fallback = fallback
+        self._cache: dict[str, list[str]] = {}
+        self.hook: Callable[[str], list[str] | None] | None = None
+        self.warn: Callable[[str], None] = lambda message: None  # set to the session's log
+
+    def path(self, name: str) -> str | None:
+        """The file that holds `name`, or None."""
+        if os.path.isabs(name):
+            return name if os.path.exists(name) else None
+        candidate = os.path.join(self.directory, name)
+        if os.path.exists(candidate):
+            return candidate
+        if self.fallback:
+            candidate = os.path.join(self.fallback, name)
+            if os.path.exists(candidate):
+                return candidate
+        return None
+
+    def get(self, name: str) -> list[str]:
+        """All items of a config file (an empty list if it does not exist)."""
+        if self.hook is not None:
+            answer = self.hook(name)
+            if answer is not None:
+                return answer
+        if name not in self._cache:
+            path = self.path(name)
+            self._cache[name] = self._read(path, set()) if path else []
+        return self._cache[name]
+
+    def get_one(self, name: str, default: str | None = None) -> str | None:
+        items = self.get(name)
+        return items[0] if items else default
+
+    def get_int(self, name: str) -> int:
+        """An integer setting, with its default from constants.DEFAULTS when unset or unreadable."""
+        value = self.get_one(name)
+        if value is not None:
+            try:
+                return int(value.split()[0])
+            except (ValueError, IndexError):
+                self.warn(f"config {name}: not a number: {value!r}; using the default")
+        return int(DEFAULTS[name])
+
+    def _read(self, path: str, seen: set[str]) -> list[str]:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"$include loop at {path}")
+        seen = seen | {real}
+        if os.path.isdir(path):
+            items: list[str] = []
+            for entry in sorted(os.listdir(path)):
+                if not entry.startswith("."):
+                    items += self._read(os.path.join(path, entry), seen)
+            return items
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        items = []
+        for line in raw.decode("utf-8", "replace").split("\n"):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("$include"):
+                target = line[len("$include"):].strip()
+                if not os.path.isabs(target):
+                    target = self.path(target) or os.path.join(self.directory, target)
+                items += self._read(target, seen)
+                continue
+            items.append(line)
+        return items

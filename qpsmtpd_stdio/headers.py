@@ -1,0 +1,140 @@
+"""A message's header block: parsed without the `email` package (27 ms of imports per connection).
+
+Fields keep the exact bytes the client sent, so an untouched header goes to the
+queue byte for byte. Fields added by plugins are cleaned of CR, LF and other
+control characters: a plugin cannot be tricked into injecting a header.
+"""
+
+from __future__ import annotations
+
+_FOLD = (b" ", b"\t")
+
+
+class HeaderLimit(Exception):
+    """The header block is over max_header_size or max_header_lines."""
+
+
+class Headers:
+    def __init__(self) -> None:
+        # (name as sent, raw field bytes without the final line end, lines as CRLF)
+        self._fields: list[tuple[str, bytes]] = []
+
+    @classmethod
+    def parse(cls, block: bytes) -> "Headers":
+        """Fields from `block` (CRLF line ends, no final empty line)."""
+        headers = cls()
+        for line in block.split(b"\r\n"):
+            if line.startswith(_FOLD) and headers._fields:
+                name, raw = headers._fields[-1]
+                headers._fields[-1] = (name, raw + b"\r\n" + line)
+            else:
+                name = line.split(b":", 1)[0].decode("utf-8", "replace").strip()
+                headers._fields.append((name, line))
+        return headers
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __iter__(self):
+        for name, raw in self._fields:
+            yield name, _value(raw)
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self._fields]
+
+    def get(self, name: str) -> str | None:
+        """The first value of `name` (unfolded, trimmed), or None."""
+        values = self.get_all(name)
+        return values[0] if values else None
+
+    def get_all(self, name: str) -> list[str]:
+        key = name.lower()
+        return [_value(raw) for n, raw in self._fields if n.lower() == key]
+
+    def count(self, name: str) -> int:
+        key = name.lower()
+        return sum(1 for n, _ in self._fields if n.lower() == key)
+
+    def add(self, name: str, value: str, prepend: bool = False) -> None:
+        """Add `name: value`; by default after the others, with prepend=True on top (trace fields)."""
+        field = (clean(name).replace(":", ""), f"{clean(name).replace(':', '')}: {clean(value)}".encode("utf-8"))
+        if prepend:
+            self._fields.insert(0, field)
+        else:
+            self._fields.append(field)
+
+    def add_folded(self, name: str, lines: list[str], prepend: bool = False) -> None:
+        """Add a field written over several lines (each after the first is indented with a tab)."""
+        text = "\r\n\t".join(clean(line) for line in lines)
+        field = (name, f"{clean(name)}: {text}".encode("utf-8"))
+        if prepend:
+            self._fields.insert(0, field)
+        else:
+            self._fields.append(field)
+
+    def delete(self, name: str) -> int:
+        key = name.lower()
+        before = len(self._fields)
+        self._fields = [(n, raw) for n, raw in self._fields if n.lower() != key]
+        return before - len(self._fields)
+
+    def replace(self, name: str, value: str) -> None:
+        self.delete(name)
+        self.add(name, value)
+
+    def as_bytes(self, eol: bytes = b"\r\n") -> bytes:
+        """The header block with `eol` line ends, ending with the empty line that separates the body."""
+        out = [raw.replace(b"\r\n", eol) + eol for _, raw in self._fields]
+        out.append(eol)
+        return b"".join(out)
+
+
+def clean(text: str) -> str:
+    """One line of header text: CR, LF and other controls become spaces."""
+    if text.isprintable():
+        return text.strip()
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
+def _value(raw: bytes) -> str:
+    value = raw.split(b":", 1)[1] if b":" in raw else b""
+    return value.replace(b"\r\n", b"").decode("utf-8", "replace").strip()
+
+
+def split_header_block(head: bytes, max_size: int, max_lines: int) -> tuple[bytes, int]:
+    """Find the end of the header block at the start of a message.
+
+    `head` is the first max_size+2 octets of the message. Returns (block
+    without its final CRLF, offset where the body starts).
+    The block ends at the first empty line, or before the first line that is
+    not a header field (a body with no separating empty line).
+    Raises HeaderLimit past max_lines.
+    """
+    pos = 0
+    lines = 0
+    while True:
+        end = head.find(b"\r\n", pos)
+        if end < 0:
+            if pos < len(head) and len(head) > max_size:
+                raise HeaderLimit("header block too large")
+            return head[:max(pos - 2, 0)], pos
+        line = head[pos:end]
+        if not line:
+            return head[:max(pos - 2, 0)], end + 2
+        is_field = line.startswith(_FOLD) and pos > 0 or _is_field_start(line)
+        if not is_field:
+            return head[:max(pos - 2, 0)], pos
+        lines += 1
+        if lines > max_lines:
+            raise HeaderLimit("too many header lines")
+        if end + 2 > max_size:
+            raise HeaderLimit("header block too large")
+        pos = end + 2
+
+
+def _is_field_start(line: bytes) -> bool:
+    colon = line.find(b":")
+    if colon <= 0:
+        return False
+    name = line[:colon]
+    return all(33 <= c <= 126 for c in name)

@@ -1,0 +1,299 @@
+"""The plugin host: finds, compiles and runs plugins, and keeps their failures contained.
+
+A plugin is a Python file named in config/plugins (`queue/maildir` is
+`queue/maildir.py`), found in the dirs of config/plugin_dirs, then in the
+shipped plugins/. It is read afresh on every start: hooks are its module-level
+functions `hook_<name>(plugin, txn, ...)`, and `register(plugin, *args)` runs
+once after loading. See README "Writing a plugin" for the API.
+
+Compiled code is cached in `__pycache__/NAME.qpsmtpd.pyc` beside each plugin,
+keyed by a hash of the source (not its mtime), so an edit is always seen by the
+next connection, even two saves in the same second that keep the file's size.
+
+A plugin that raises, returns nonsense or overruns `plugin_timeout` is logged
+with its traceback and answered as DENYSOFT ("try again later"): a broken
+plugin fails closed.
+"""
+
+from __future__ import annotations
+
+import _signal
+import marshal
+import os
+import sys
+
+from .constants import (
+    DECLINED,
+    DENY,
+    DENY_DISCONNECT,
+    DENYSOFT,
+    DENYSOFT_DISCONNECT,
+    DONE,
+    LOGDEBUG,
+    LOGERROR,
+    OK,
+    RETURN_CODE_NAMES,
+)
+
+SHIPPED_DIRS = [
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"),  # installed wheel
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins"),  # checkout
+]
+FAILURE_TEXT = "Internal error - try again later"
+# Hooks whose result is ignored: a failure there is logged and nothing else.
+RESULT_IGNORED = frozenset(("reset_transaction", "disconnect", "post_connection", "deny", "ok", "logging", "queue_post"))
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be found, compiled or registered."""
+
+
+class HookTimeout(BaseException):
+    """A hook ran past plugin_timeout. A BaseException, so `except Exception` in a plugin cannot swallow it."""
+
+
+in_hook = False  # read by the SIGALRM handler: a hook overran, or the process is told to stop
+
+
+class Plugin:
+    """What a hook gets as its first argument."""
+
+    def __init__(self, name: str, args: list[str], path: str, host: PluginHost) -> None:
+        self.name = name
+        self.args = args
+        self.path = path
+        self._host = host
+        self.hooks: dict[str, object] = {}
+
+    def __repr__(self) -> str:
+        return f"<plugin {self.name}>"
+
+    @property
+    def connection(self):
+        return self._host.connection
+
+    def config(self, name: str) -> list[str]:
+        """The items of config file `name` (an empty list if it does not exist)."""
+        return self._host.config.get(name)
+
+    def log(self, level: int, message: str) -> None:
+        self._host.log(level, message, self.name)
+
+    def register_hook(self, hook: str, function) -> None:
+        """Register `function(plugin, txn, ...)` for `hook`, beside any hook_* functions."""
+        self.hooks[hook.replace("-", "_")] = function
+
+    def options(self, defaults: dict[str, str] | None = None, start: int = 0) -> dict[str, str]:
+        """qpsmtpd-style `key value` argument pairs (`reject 0 reject_type temp`) as a dict."""
+        opts = dict(defaults or {})
+        pairs = self.args[start:]
+        for i in range(0, len(pairs) - 1, 2):
+            opts[pairs[i].lower()] = pairs[i + 1]
+        return opts
+
+
+class HookResult:
+    __slots__ = ("code", "lines", "plugin", "failed")
+
+    def __init__(self, code: int, lines: list[str] | None = None, plugin: str = "", failed: bool = False) -> None:
+        self.code = code
+        self.lines = lines or []
+        self.plugin = plugin
+        self.failed = failed
+
+    def __repr__(self) -> str:
+        return f"HookResult({RETURN_CODE_NAMES.get(self.code, self.code)}, {self.lines!r}, {self.plugin!r})"
+
+    @property
+    def text(self) -> str | None:
+        return "\n".join(self.lines) if self.lines else None
+
+
+class PluginHost:
+    def __init__(self, config, log, connection=None, timeout: float = 60) -> None:
+        self.config = config
+        self.log = log
+        self.connection = connection
+        self.timeout = timeout
+        self.plugins: list[Plugin] = []
+        self._hooks: dict[str, list[tuple[Plugin, object]]] = {}
+
+    # Loading -----------------------------------------------------------
+    def plugin_dirs(self) -> list[str]:
+        dirs = []
+        for d in self.config.get("plugin_dirs"):
+            dirs.append(d if os.path.isabs(d) else os.path.join(self.config.directory, d))
+        return dirs + SHIPPED_DIRS
+
+    def find(self, name: str) -> str:
+        if name.startswith("/") or ".." in name.split("/"):
+            raise PluginLoadError(f"plugin {name}: bad name")
+        for d in self.plugin_dirs():
+            path = os.path.join(d, name + ".py")
+            if os.path.isfile(path):
+                return path
+        raise PluginLoadError(f"plugin {name}: not found in {', '.join(self.plugin_dirs())}")
+
+    def load_all(self, lines: list[str]) -> None:
+        """Load every plugin line (`name arg arg...`) in order. Raises PluginLoadError on the first failure."""
+        for line in lines:
+            words = line.split()
+            self.load(words[0], words[1:])
+
+    def load(self, name: str, args: list[str]) -> Plugin:
+        path = self.find(name)
+        code = load_code(path)
+        namespace = {"__name__": "qpsmtpd_plugin." + name.replace("/", "."), "__file__": path, "__builtins__": __builtins__}
+        plugin = Plugin(name, args, path, self)
+        global in_hook
+        try:
+            self.log.hook = "register"
+            self._arm()
+            exec(code, namespace)
+            for key, value in namespace.items():
+                if key.startswith("hook_") and callable(value):
+                    plugin.hooks[key[5:]] = value
+            register = namespace.get("register")
+            if callable(register):
+                register(plugin, *args)
+        except HookTimeout:
+            raise PluginLoadError(f"plugin {name}: loading took longer than {self.timeout}s") from None
+        except Exception as exc:
+            raise PluginLoadError(f"plugin {name}: {describe_exception(exc)}") from exc
+        finally:
+            self._disarm()
+            self.log.hook = ""
+        self.plugins.append(plugin)
+        for hook, function in plugin.hooks.items():
+            self._hooks.setdefault(hook, []).append((plugin, function))
+        return plugin
+
+    # Running -----------------------------------------------------------
+    def has(self, hook: str) -> bool:
+        return hook in self._hooks
+
+    def run(self, hook: str, txn, *args) -> HookResult:
+        """Run `hook` in plugin order; the first result other than DECLINED wins."""
+        for plugin, function in self._hooks.get(hook, ()):
+            result = self._call(hook, plugin, function, txn, args)
+            if result.code != DECLINED:
+                if hook not in RESULT_IGNORED:
+                    follow = "deny" if result.code in (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT) else "ok"
+                    if follow in self._hooks and result.code != DONE:
+                        self.run(follow, txn, hook, result.code, result.text, plugin.name)
+                return result
+        return HookResult(DECLINED)
+
+    def run_all(self, hook: str, txn, *args) -> None:
+        """Run every plugin's `hook`, whatever each returns (reset_transaction, disconnect...)."""
+        for plugin, function in self._hooks.get(hook, ()):
+            self._call(hook, plugin, function, txn, args)
+
+    def _call(self, hook: str, plugin: Plugin, function, txn, args) -> HookResult:
+        previous = self.log.hook
+        self.log.hook = hook
+        try:
+            self._arm()
+            try:
+                value = function(plugin, txn, *args)
+            finally:
+                self._disarm()
+            result = normalise(value, plugin.name)
+        except HookTimeout:
+            self.log(LOGERROR, f"hook {hook} ran longer than plugin_timeout ({self.timeout}s); failing closed", plugin.name)
+            return HookResult(DENYSOFT, [FAILURE_TEXT], plugin.name, failed=True)
+        except Exception as exc:
+            self.log(LOGERROR, f"FATAL PLUGIN ERROR in hook {hook}: {format_traceback(exc)}", plugin.name)
+            return HookResult(DENYSOFT, [FAILURE_TEXT], plugin.name, failed=True)
+        finally:
+            self.log.hook = previous
+        if result.code != DECLINED:
+            self.log(LOGDEBUG, f"returned {RETURN_CODE_NAMES[result.code]} {result.text or ''}".rstrip(), plugin.name)
+        return result
+
+    def _arm(self) -> None:
+        global in_hook
+        in_hook = True
+        if self.timeout > 0:
+            # Re-fires every second, in case a plugin swallows the first one.
+            _signal.setitimer(_signal.ITIMER_REAL, self.timeout, 1.0)
+
+    def _disarm(self) -> None:
+        global in_hook
+        if self.timeout > 0:
+            _signal.setitimer(_signal.ITIMER_REAL, 0)
+        in_hook = False
+
+
+def normalise(value, plugin_name: str) -> HookResult:
+    """A hook's return value as a HookResult: CODE, (CODE,), (CODE, "text"), (CODE, ["line", ...]); None is DECLINED."""
+    if value is None:
+        return HookResult(DECLINED, plugin=plugin_name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        code, text = value, None
+    elif isinstance(value, (tuple, list)) and value and isinstance(value[0], int):
+        code = value[0]
+        text = value[1] if len(value) == 2 else (list(value[1:]) if len(value) > 2 else None)
+    else:
+        raise TypeError(f"hook returned {value!r}, not a return code")
+    if code not in RETURN_CODE_NAMES:
+        raise TypeError(f"hook returned unknown code {code!r}")
+    if text is None:
+        lines = []
+    elif isinstance(text, str):
+        lines = text.split("\n")
+    elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+        lines = list(text)
+    else:
+        raise TypeError(f"hook returned message {text!r}, not a string or list of strings")
+    return HookResult(code, lines, plugin_name)
+
+
+def describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"{exc.msg} at {exc.filename}:{exc.lineno}"
+    return format_traceback(exc)
+
+
+def format_traceback(exc: BaseException) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+
+
+# Compiled-code cache ---------------------------------------------------
+def load_code(path: str):
+    """The code object of the plugin at `path`, from the hash-keyed cache when it is current."""
+    import _frozen_importlib_external as bootstrap
+    import _imp
+
+    try:
+        with open(path, "rb") as fh:
+            source = fh.read()
+    except OSError as exc:
+        raise PluginLoadError(f"cannot read {path}: {exc.strerror}") from None
+    key = bootstrap.MAGIC_NUMBER + _imp.source_hash(bootstrap._RAW_MAGIC_NUMBER, source)
+    cache = os.path.join(os.path.dirname(path), "__pycache__", os.path.basename(path)[:-3] + ".qpsmtpd.pyc")
+    try:
+        with open(cache, "rb") as fh:
+            blob = fh.read()
+        if blob[:len(key)] == key:
+            return marshal.loads(memoryview(blob)[len(key):])
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    try:
+        code = compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        raise PluginLoadError(f"syntax error in {path}:{exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. NUL bytes in the source
+        raise PluginLoadError(f"cannot compile {path}: {exc}") from None
+    if not sys.dont_write_bytecode:
+        try:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(key + marshal.dumps(code))
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only plugin dir only costs a compile
+    return code

@@ -1,0 +1,280 @@
+"""The SMTP server protocol as a state machine that never touches a file descriptor.
+
+Theory of operation (after h11): the caller feeds received bytes in with
+`receive_data()`, takes events out with `next_event()`, and turns each reply
+into bytes with `send()`. Every event that needs an answer (a command, a bad
+line, the end of a message) must be answered with exactly one `send()` before
+the next event is taken; the reply's code decides the next state, from the
+TRANSITIONS table below. Everything that decides what is legal in which state
+lives in this file. Policy (who may relay, what a plugin says) does not: that
+is the session's job.
+"""
+
+from __future__ import annotations
+
+from .receivebuffer import LINE_TOO_LONG, DataStats, ReceiveBuffer
+
+# States.
+CONNECTED = "CONNECTED"  # before the greeting
+GREETED = "GREETED"      # 220 sent; no HELO/EHLO yet
+READY = "READY"          # HELO/EHLO accepted; no mail transaction
+MAIL = "MAIL"            # sender accepted
+RCPT = "RCPT"            # at least one recipient accepted
+DATA = "DATA"            # 354 sent; the message is arriving
+REJECTED = "REJECTED"    # 554 greeting: only QUIT is served (RFC 5321 3.1)
+CLOSED = "CLOSED"        # 221 or 421 sent, or the client went away
+
+# Commands this table knows. Any other verb is passed to the session as a
+# Command in every state but REJECTED (plugins may implement it).
+_ANYTIME = {"HELO": READY, "EHLO": READY, "NOOP": None, "VRFY": None, "HELP": None, "QUIT": CLOSED}
+
+# state -> {verb: state after a 2xx/3xx reply (None: unchanged)}
+TRANSITIONS: dict[str, dict[str, str | None]] = {
+    GREETED: {**_ANYTIME, "RSET": GREETED},
+    READY: {**_ANYTIME, "RSET": READY, "MAIL": MAIL},
+    MAIL: {**_ANYTIME, "RSET": READY, "RCPT": RCPT},
+    RCPT: {**_ANYTIME, "RSET": READY, "RCPT": RCPT, "DATA": DATA},
+    REJECTED: {"QUIT": CLOSED},
+}
+KNOWN_VERBS = frozenset(("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"))
+
+# Replies for a known verb out of sequence: (state, verb) -> (code, enhanced, text)
+_SEQUENCE_ERRORS = {
+    (GREETED, "MAIL"): (503, "5.5.1", "please say hello first ..."),
+    (GREETED, "RCPT"): (503, "5.5.1", "Use MAIL before RCPT"),
+    (GREETED, "DATA"): (503, "5.5.1", "MAIL first"),
+    (READY, "RCPT"): (503, "5.5.1", "Use MAIL before RCPT"),
+    (READY, "DATA"): (503, "5.5.1", "MAIL first"),
+    (MAIL, "MAIL"): (503, "5.5.1", "nested MAIL command"),
+    (MAIL, "DATA"): (503, "5.5.1", "RCPT first"),
+    (RCPT, "MAIL"): (503, "5.5.1", "nested MAIL command"),
+}
+_REJECTED_ERROR = (503, "5.7.0", "connection refused; only QUIT is served")
+
+# Octets refused in a command line: controls and DEL (CR and LF are the line end).
+_CONTROLS = bytes(range(0, 32)) + b"\x7f"
+
+
+class ProtocolError(Exception):
+    """The caller broke the rules of this module (a programming error, not the client's)."""
+
+
+class Reply:
+    """An SMTP reply. `text` may hold several lines (a list, or a string with newlines).
+
+    `enhanced` (RFC 2034 class.subject.detail) is put before each line unless
+    the text already starts with one.
+    """
+
+    __slots__ = ("code", "lines", "enhanced")
+
+    def __init__(self, code: int, text: str | list[str] = "", enhanced: str | None = None) -> None:
+        if not 200 <= code <= 599:
+            raise ProtocolError(f"bad reply code {code}")
+        if isinstance(text, str):
+            text = [text]
+        lines: list[str] = []
+        for item in text:
+            lines += str(item).split("\n")
+        self.code = code
+        self.lines = [clean_text(line) for line in lines] or [""]
+        self.enhanced = enhanced
+
+    def __repr__(self) -> str:
+        return f"Reply({self.code}, {self.lines!r}, {self.enhanced!r})"
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    def to_bytes(self) -> bytes:
+        out = []
+        last = len(self.lines) - 1
+        for i, line in enumerate(self.lines):
+            if self.enhanced and not has_enhanced_code(line):
+                line = f"{self.enhanced} {line}" if line else self.enhanced
+            sep = " " if i == last else "-"
+            out.append(f"{self.code}{sep}{line}".rstrip(" ") + "\r\n")
+        return "".join(out).encode("utf-8", "replace")
+
+
+def clean_text(text: str) -> str:
+    """Reply text with control characters and surrounding space removed."""
+    if text.isprintable():
+        return text.strip()
+    return "".join(c for c in text if c.isprintable()).strip()
+
+
+def has_enhanced_code(text: str) -> bool:
+    """True if text starts with an RFC 3463 code like '5.7.1'."""
+    head = text.split(" ", 1)[0]
+    parts = head.split(".")
+    return (
+        len(parts) == 3
+        and parts[0] in ("2", "4", "5")
+        and all(p.isdigit() and 1 <= len(p) <= 3 and p.isascii() for p in parts[1:])
+    )
+
+
+# Events.
+class Command:
+    """A command line: `verb` upper-cased, `arg` the rest of the line after one space."""
+
+    __slots__ = ("verb", "arg")
+
+    def __init__(self, verb: str, arg: str) -> None:
+        self.verb = verb
+        self.arg = arg
+
+    def __repr__(self) -> str:
+        return f"Command({self.verb!r}, {self.arg!r})"
+
+
+class OutOfSequence:
+    """A known command that is not legal now; answer it with `reply`."""
+
+    __slots__ = ("command", "reply")
+
+    def __init__(self, command: Command, reply: Reply) -> None:
+        self.command = command
+        self.reply = reply
+
+
+class BadLine:
+    """A line that is not a command (too long, control octets, not UTF-8); answer it with `reply`."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+
+class MessageData:
+    """Dot-unstuffed message octets, in order."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class EndOfMessage:
+    """<CRLF>.<CRLF> arrived. `stats` says what the scanner saw; answer with the final reply."""
+
+    __slots__ = ("stats",)
+
+    def __init__(self, stats: DataStats) -> None:
+        self.stats = stats
+
+
+class ConnectionClosed:
+    """The client closed its side. `in_data` is true if a message was cut short."""
+
+    __slots__ = ("in_data",)
+
+    def __init__(self, in_data: bool) -> None:
+        self.in_data = in_data
+
+
+NEED_DATA = object()  # next_event(): feed more bytes first
+
+
+class ServerConnection:
+    """One SMTP session, server side."""
+
+    def __init__(self, max_command_length: int = 512, max_line_length: int = 1000) -> None:
+        self.state = CONNECTED
+        self.max_command_length = max_command_length
+        self.max_line_length = max_line_length
+        self._rx = ReceiveBuffer()
+        self._eof = False
+        self._pending: object = None  # the event awaiting its reply
+        self._stats: DataStats | None = None
+        self._message_ended = False
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet turned into events (non-zero: the client pipelined)."""
+        return len(self._rx)
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client; b"" means it closed its side."""
+        if data:
+            self._rx.feed(data)
+        else:
+            self._eof = True
+
+    def discard_buffered(self) -> None:
+        """Drop every octet received so far (STARTTLS: nothing sent in plaintext may count)."""
+        self._rx.clear()
+
+    def next_event(self) -> object:
+        if self._pending is not None:
+            raise ProtocolError("the previous event has not been answered")
+        if self.state == CLOSED:
+            raise ProtocolError("connection is closed")
+        if self.state == DATA:
+            return self._next_data_event()
+        line = self._rx.take_line(self.max_command_length)
+        if line is None:
+            return ConnectionClosed(False) if self._eof else NEED_DATA
+        if line is LINE_TOO_LONG:
+            return self._expect(BadLine(Reply(500, "Line too long", "5.5.2")))
+        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        if len(line.translate(None, _CONTROLS)) != len(line):
+            return self._expect(BadLine(Reply(500, "Control characters are not allowed in commands", "5.5.2")))
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._expect(BadLine(Reply(500, "Command is not valid UTF-8", "5.5.2")))
+        verb, _, arg = text.partition(" ")
+        command = Command(verb.upper(), arg)
+        legal = TRANSITIONS[self.state]
+        if command.verb not in legal and (command.verb in KNOWN_VERBS or self.state == REJECTED):
+            code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, command.verb), _REJECTED_ERROR)
+            return self._expect(OutOfSequence(command, Reply(code, message, enhanced)))
+        return self._expect(command)
+
+    def _next_data_event(self) -> object:
+        if self._message_ended:
+            self._message_ended = False
+            return self._expect(EndOfMessage(self._stats))
+        data, ended = self._rx.take_data()
+        if ended:
+            self._message_ended = True
+        if data:
+            self._stats.add(data, self.max_line_length > 0)
+            return MessageData(data)
+        if ended:
+            return self._next_data_event()
+        return ConnectionClosed(True) if self._eof else NEED_DATA
+
+    def _expect(self, event: object) -> object:
+        self._pending = event
+        return event
+
+    def send(self, reply: Reply) -> bytes:
+        """The bytes of `reply`, which answers the pending event (or is the greeting, or a 421)."""
+        event, self._pending = self._pending, None
+        code = reply.code
+        if code == 421 or self.state == CLOSED:
+            self.state = CLOSED
+        elif event is None:
+            if self.state != CONNECTED:
+                raise ProtocolError(f"unsolicited {code} reply in state {self.state}")
+            self.state = {220: GREETED, 554: REJECTED}.get(code, CLOSED)
+        elif isinstance(event, EndOfMessage):
+            self.state = READY
+        elif isinstance(event, Command) and 200 <= code < 400:
+            new_state = TRANSITIONS[self.state].get(event.verb, None)
+            if new_state is not None:
+                self.state = new_state
+            if self.state == DATA:
+                self._rx.start_data()
+                self._stats = DataStats()
+        return reply.to_bytes()
+
+    def reset_transaction(self) -> None:
+        """Leave the mail transaction (e.g. after a DATA command was refused)."""
+        if self.state in (MAIL, RCPT):
+            self.state = READY

@@ -1,0 +1,53 @@
+"""The Received: trace field (RFC 5321 4.4) that the server prepends to every message."""
+
+from __future__ import annotations
+
+import time
+
+from .constants import SOFTWARE, VERSION
+
+
+def protocol_name(connection, txn) -> str:
+    """SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP... (RFC 3848, RFC 6531)."""
+    if not connection.esmtp:
+        return "SMTP"
+    base = "UTF8SMTP" if txn.smtputf8 else "ESMTP"
+    suffix = ("S" if connection.tls else "") + ("A" if connection.auth_user else "")
+    return base + suffix
+
+
+def rfc5322_date(when: float | None = None) -> str:
+    """'Tue, 24 Nov 2026 22:28:41 +0000' in local time; English names whatever the locale."""
+    t = time.localtime(when)
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    months = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+    offset = t.tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    offset = abs(offset)
+    return (
+        f"{days[t.tm_wday]}, {t.tm_mday:02d} {months[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {sign}{offset // 60:02d}{offset % 60:02d}"
+    )
+
+
+def safe(text: str, limit: int = 255) -> str:
+    """Client-supplied text fit for a header: printable ASCII only, no space, bounded."""
+    out = "".join(c if "!" <= c <= "~" else "?" for c in text[:limit])
+    return out or "unknown"
+
+
+def received_lines(me: str, connection, txn) -> list[str]:
+    """The value of the Received field, as lines to be folded."""
+    helo = safe(connection.hello_host) if connection.hello_host else "unknown"
+    host = safe(connection.remote_host) if connection.remote_host else "unknown"
+    lines = [f"from {helo} ({host} [{safe(connection.remote_ip, 64)}])"]
+    by = f"by {safe(me)} ({SOFTWARE}/{VERSION}) with {protocol_name(connection, txn)}"
+    if connection.tls:
+        by += f" ({safe(str(connection.tls), 128)})"
+    lines.append(f"{by} id {txn.id}")
+    if len(txn.recipients) == 1:
+        lines.append(f"for <{safe(txn.recipients[0].address, 300)}>; {rfc5322_date()}")
+    else:
+        lines[-1] += ";"
+        lines.append(rfc5322_date())
+    return lines

@@ -1,0 +1,539 @@
+"""One SMTP session: drives the protocol core over the transport and asks plugins for every decision.
+
+The mapping from a hook's result to the reply follows qpsmtpd (see README
+"Hooks"), with two deliberate changes: a plugin that fails answers 4xx
+instead of being skipped, and every reply carries an RFC 3463 enhanced code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import protocol as p
+from .address import Address, AddressError, parse_params, parse_path, split_mail_arg
+from .constants import (
+    DECLINED,
+    DENY,
+    DENY_DISCONNECT,
+    DENYSOFT,
+    DENYSOFT_DISCONNECT,
+    DONE,
+    LOGDEBUG,
+    LOGERROR,
+    LOGINFO,
+    LOGNOTICE,
+    LOGWARN,
+    OK,
+    SOFTWARE,
+    VERSION,
+)
+from .headers import HeaderLimit, Headers, split_header_block
+from .protocol import Reply
+from .received import received_lines
+from .spool import Spool
+from .transaction import Transaction
+from .transport import ClientGone, Timeout
+
+
+class Terminate(BaseException):
+    """A signal (SIGTERM, SIGHUP, SIGALRM outside a hook) ends the session."""
+
+
+class Disconnect(Exception):
+    """The session is over (421, 221, a *_DISCONNECT result)."""
+
+
+class Session:
+    def __init__(self, config, log, transport, connection, host) -> None:
+        self.config = config
+        self.log = log
+        self.transport = transport
+        self.connection = connection
+        self.host = host
+        self.me = config.get_one("me") or _hostname()
+        self.timeout = config.get_int("timeoutsmtpd") if config.get("timeoutsmtpd") else config.get_int("timeout")
+        self.deadline = time.monotonic() + config.get_int("session_timeout")
+        self.databytes = config.get_int("databytes")
+        self.max_recipients = config.get_int("max_recipients")
+        self.max_errors = config.get_int("max_errors")
+        self.bare_newline = (config.get_one("bare_newline") or "reject").lower()
+        self.proto = p.ServerConnection(config.get_int("max_command_length"), config.get_int("max_line_length"))
+        self.txn = Transaction()
+        self.errors = 0
+        self.messages = 0
+        self.last_result = ""
+        self.spool: Spool | None = None
+        self.too_big = False
+
+    # The loop ----------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.greet()
+            while self.proto.state != p.CLOSED:
+                event = self.proto.next_event()
+                if event is p.NEED_DATA:
+                    self.proto.receive_data(self.read())
+                else:
+                    self.handle(event)
+        except Disconnect:
+            pass
+        except Timeout:
+            self.log(LOGNOTICE, f"timeout after {self.timeout}s of silence from {self.connection.remote_label}")
+            self.fail(Reply(421, f"{self.me} Error: timeout exceeded", "4.4.2"))
+        except ClientGone as exc:
+            self.log(LOGINFO, f"client went away: {exc}")
+        except Terminate as exc:
+            self.log(LOGNOTICE, f"terminated by {exc}")
+            self.fail(Reply(421, f"{self.me} Service shutting down, closing transmission channel", "4.3.2"))
+        except Exception as exc:
+            from .pluginhost import format_traceback
+
+            self.log(LOGERROR, f"internal error: {format_traceback(exc)}")
+            self.fail(Reply(421, f"{self.me} Internal error - try again later", "4.3.0"))
+        finally:
+            self.discard_spool()
+            self.host.run_all("disconnect", self.txn)
+            self.host.run_all("post_connection", self.txn)
+            self.log_summary()
+
+    def read(self) -> bytes:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.log(LOGNOTICE, "session time limit reached")
+            self.fail(Reply(421, f"{self.me} Error: session time limit exceeded", "4.4.2"))
+            raise Disconnect()
+        data = self.transport.read(min(self.timeout, remaining))
+        if self.log.level >= LOGDEBUG and data and self.proto.state != p.DATA:
+            self.log(LOGDEBUG, f"<- {data[:512]!r}")
+        return data
+
+    def fail(self, reply: Reply) -> None:
+        """Send a last reply if the client can still get one."""
+        if self.proto.state == p.CLOSED:
+            return
+        try:
+            self.transport.write(self.proto.send(reply))
+            self.transport.flush()
+        except (ClientGone, p.ProtocolError):
+            pass
+        self.proto.state = p.CLOSED
+
+    def respond(self, reply: Reply) -> None:
+        self.transport.write(self.proto.send(reply))
+        if reply.code >= 400:
+            self.last_result = f"{reply.code} {reply.text}"
+        if self.proto.state == p.CLOSED:
+            self.transport.flush()
+            raise Disconnect()
+
+    def protocol_error(self, reply: Reply) -> None:
+        """A syntax or sequence error: counted, and past max_errors the session ends."""
+        self.errors += 1
+        if self.max_errors and self.errors >= self.max_errors:
+            self.log(LOGNOTICE, f"{self.errors} errors; disconnecting")
+            self.respond(Reply(421, f"{self.me} Error: too many errors", "4.7.0"))
+        self.respond(reply)
+
+    def handle(self, event) -> None:
+        if isinstance(event, p.Command):
+            handler = getattr(self, "cmd_" + event.verb.lower(), None) if event.verb in p.KNOWN_VERBS else None
+            if handler is None:
+                self.unrecognized(event)
+            else:
+                handler(event.arg)
+        elif isinstance(event, p.MessageData):
+            self.spool_data(event.data)
+        elif isinstance(event, p.EndOfMessage):
+            self.end_of_data(event.stats)
+        elif isinstance(event, (p.OutOfSequence, p.BadLine)):
+            self.protocol_error(event.reply)
+        elif isinstance(event, p.ConnectionClosed):
+            if event.in_data:
+                self.log(LOGNOTICE, "client disconnected during DATA; nothing queued")
+                self.last_result = "disconnected during DATA"
+            self.proto.state = p.CLOSED
+
+    def answer(self, result, replies: dict, default: Reply) -> bool:
+        """Send the reply that `result` stands for. True if the command succeeded.
+
+        `replies` maps DENY, DENYSOFT... to (code, enhanced, default text).
+        A plugin's own text replaces the default text; DONE with text that
+        starts with a reply code is sent as it is.
+        """
+        code = result.code
+        if code in (OK, DECLINED) or (code == DONE and not result.lines):
+            self.respond(default)
+            return True
+        if code == DONE:
+            first = result.lines[0]
+            try:
+                reply_code = int(first[:3])
+            except ValueError:
+                reply_code = default.code
+            lines = [first[4:]] + result.lines[1:] if first[:3].isdigit() else result.lines
+            self.respond(Reply(reply_code, lines, _default_enhanced(reply_code)))
+            return 200 <= reply_code < 400
+        reply_code, enhanced, text = replies[code]
+        self.respond_deny(Reply(reply_code, result.lines or [text], enhanced), code, result)
+        return False
+
+    def respond_deny(self, reply: Reply, code: int, result) -> None:
+        if result.plugin:
+            self.log(LOGINFO, f"{reply.code} {reply.text}", result.plugin)
+        if code in (DENY_DISCONNECT, DENYSOFT_DISCONNECT) and reply.code != 421:
+            self.respond(reply)
+            self.transport.flush()
+            self.proto.state = p.CLOSED
+            raise Disconnect()
+        self.respond(reply)
+
+    # Connection ---------------------------------------------------------
+    def greet(self) -> None:
+        result = self.host.run("connect", self.txn)
+        if result.code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            self.respond_deny(Reply(421, result.lines or ["Connection from you temporarily denied, bye bye."], "4.7.0"), result.code, result)
+        elif result.code in (DENY, DENY_DISCONNECT):
+            self.respond_deny(Reply(554, result.lines or ["Connection from you denied, bye bye."], "5.7.1"), result.code, result)
+        else:
+            self.answer(result, {}, Reply(220, self.greeting()))
+
+    def greeting(self) -> str:
+        text = self.config.get_one("smtpgreeting")
+        if text:
+            return text if "ESMTP" in text.split() else text + " ESMTP"
+        return f"{self.me} ESMTP {SOFTWARE} {VERSION} ready; send us your mail, but not your spam."
+
+    # HELO / EHLO --------------------------------------------------------
+    def cmd_helo(self, arg: str) -> None:
+        self.hello("helo", arg)
+
+    def cmd_ehlo(self, arg: str) -> None:
+        self.hello("ehlo", arg)
+
+    def hello(self, verb: str, arg: str) -> None:
+        host = arg.strip().split(" ")[0] if arg.strip() else ""
+        if not host:
+            return self.protocol_error(Reply(501, f"{verb} requires domain/address - see RFC-5321 4.1.1.1", "5.5.4"))
+        if len(host) > 255:
+            return self.protocol_error(Reply(501, f"{verb} argument too long", "5.5.4"))
+        conn = self.connection
+        self.reset_transaction()
+        conn.capabilities = []
+        result = self.host.run(verb, self.txn, host)
+        if result.code not in (OK, DECLINED, DONE):
+            self.answer(result, _HELO_REPLIES, Reply(250, ""))
+            return
+        conn.hello, conn.hello_host, conn.esmtp = verb, host, verb == "ehlo"
+        greeting = f"{self.me} Hi {conn.remote_host or conn.remote_ip or 'there'} [{conn.remote_ip}]"
+        if verb == "helo":
+            self.answer(result, _HELO_REPLIES, Reply(250, greeting + "; I am so happy to meet you."))
+            return
+        lines = [greeting, "PIPELINING", "8BITMIME", f"SIZE {self.databytes}" if self.databytes else "SIZE",
+                 "ENHANCEDSTATUSCODES", "SMTPUTF8"]
+        self.answer(result, _HELO_REPLIES, Reply(250, lines + conn.capabilities))
+
+    # MAIL / RCPT ---------------------------------------------------------
+    def cmd_mail(self, arg: str) -> None:
+        parsed = self.parse_command(arg, "FROM", "mail_pre")
+        if parsed is None:
+            return
+        path, params = parsed
+        error = self.check_mail_params(params)
+        if error:
+            return self.protocol_error(error)
+        try:
+            sender = parse_path(path, allow_null=True, allow_utf8="SMTPUTF8" in params)
+        except AddressError as exc:
+            return self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+        txn = self.txn
+        txn.sender, txn.mail_params = sender, params
+        txn.smtputf8 = "SMTPUTF8" in params
+        txn.body_type = (params.get("BODY") or "7BIT").upper()
+        result = self.host.run("mail", txn, sender, params)
+        ok = self.answer(result, {
+            DENY: (550, "5.7.1", f"{sender}, denied"),
+            DENYSOFT: (450, "4.7.1", f"{sender}, temporarily denied"),
+            DENY_DISCONNECT: (550, "5.7.1", f"{sender}, denied"),
+            DENYSOFT_DISCONNECT: (421, "4.7.1", f"{sender}, temporarily denied"),
+        }, Reply(250, f"{sender}, sender OK - how exciting to get mail from you!", "2.1.0"))
+        if not ok:
+            self.reset_transaction()
+
+    def check_mail_params(self, params: dict) -> Reply | None:
+        if params and not self.connection.esmtp:
+            return Reply(555, "MAIL parameters need EHLO", "5.5.4")
+        for key, value in params.items():
+            if key == "SIZE":
+                if not (value or "").isdigit():
+                    return Reply(501, "Bad SIZE parameter", "5.5.4")
+                if self.databytes and int(value) > self.databytes:
+                    return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+            elif key == "BODY":
+                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                    return Reply(501, "Bad BODY parameter", "5.5.4")
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    return Reply(501, "SMTPUTF8 takes no value", "5.5.4")
+            else:
+                return Reply(555, f"Unsupported parameter {key}", "5.5.4")
+        return None
+
+    def cmd_rcpt(self, arg: str) -> None:
+        txn = self.txn
+        if len(txn.recipients) >= self.max_recipients:
+            return self.respond(Reply(452, "Too many recipients", "4.5.3"))
+        parsed = self.parse_command(arg, "TO", "rcpt_pre")
+        if parsed is None:
+            return
+        path, params = parsed
+        if params:
+            return self.protocol_error(Reply(555, f"Unsupported parameter {next(iter(params))}", "5.5.4"))
+        try:
+            rcpt = parse_path(path, allow_bare_postmaster=True, allow_utf8=txn.smtputf8)
+        except AddressError as exc:
+            return self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+        if rcpt.host == "" and rcpt.user.lower() == "postmaster":
+            # RFC 5321 4.5.1: <postmaster> is always accepted.
+            self.add_recipient(rcpt, params)
+            return self.respond(Reply(250, f"{rcpt}, recipient ok", "2.1.5"))
+        result = self.host.run("rcpt", txn, rcpt, params)
+        ok = self.answer(result, {
+            DENY: (550, "5.7.1", "relaying denied"),
+            DENYSOFT: (450, "4.7.1", "relaying denied"),
+            DENY_DISCONNECT: (550, "5.7.1", "delivery denied"),
+            DENYSOFT_DISCONNECT: (421, "4.7.1", "relaying denied"),
+        }, Reply(250, f"{rcpt}, recipient ok", "2.1.5") if result.code == OK
+            else Reply(450, "No plugin decided if relaying is allowed", "4.7.1"))
+        if ok and result.code != DECLINED:
+            self.add_recipient(rcpt, params)
+
+    def add_recipient(self, rcpt: Address, params: dict) -> None:
+        self.txn.recipients.append(rcpt)
+        self.txn.rcpt_params.append(params)
+
+    def parse_command(self, arg: str, keyword: str, pre_hook: str):
+        """(path text, params dict) from a MAIL/RCPT argument, or None after an error reply."""
+        try:
+            path, rest = split_mail_arg(arg, keyword)
+        except AddressError as exc:
+            self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+            return None
+        result = self.host.run(pre_hook, self.txn, path, rest)
+        if result.code == OK and result.lines:
+            path = result.lines[0]
+        elif result.code not in (OK, DECLINED):
+            self.answer(result, _SOFT_FAILURE, Reply(451, "Internal error", "4.3.0"))
+            return None
+        try:
+            params = parse_params(rest) if rest.strip() else {}
+        except AddressError as exc:
+            self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+            return None
+        return path, params
+
+    # DATA ----------------------------------------------------------------
+    def cmd_data(self, arg: str) -> None:
+        if arg.strip():
+            return self.protocol_error(Reply(501, "DATA takes no arguments", "5.5.4"))
+        result = self.host.run("data", self.txn)
+        ok = self.answer(result, {
+            DENY: (554, "5.7.1", "Message denied"),
+            DENYSOFT: (451, "4.7.1", "Message denied temporarily"),
+            DENY_DISCONNECT: (554, "5.7.1", "Message denied"),
+            DENYSOFT_DISCONNECT: (421, "4.7.1", "Message denied temporarily"),
+        }, Reply(354, "End data with <CR><LF>.<CR><LF>"))
+        if not ok:
+            self.proto.reset_transaction()
+            self.reset_transaction()
+            return
+        spool_dir = self.config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
+        self.spool = Spool(spool_dir, self.config.get_int("size_threshold"))
+        self.too_big = False
+
+    def spool_data(self, data: bytes) -> None:
+        if self.too_big:
+            return
+        if self.databytes and self.spool.size + len(data) > self.databytes:
+            self.too_big = True  # keep reading to the end, store nothing more
+            return
+        self.spool.write(data)
+
+    def end_of_data(self, stats) -> None:
+        txn = self.txn
+        try:
+            reply = self.check_message(stats)
+            if reply is None:
+                reply = self.deliver()
+        except OSError as exc:
+            self.log(LOGERROR, f"spool error: {exc}")
+            reply = Reply(451, "Local error in processing - try again later", "4.3.0")
+        self.last_result = f"{reply.code} {reply.text}"
+        self.log(LOGINFO if reply.code < 400 else LOGNOTICE,
+                 f"message {txn.id} from {txn.sender} to {len(txn.recipients)} recipient(s), {stats.size} octets: "
+                 f"{reply.code} {reply.text}")
+        self.messages += reply.code < 400
+        self.respond(reply)
+        self.reset_transaction()
+
+    def check_message(self, stats) -> Reply | None:
+        if self.too_big:
+            return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        if (stats.bare_lf or stats.bare_cr) and self.bare_newline == "reject":
+            return Reply(554, "Message contains bare CR or LF characters; lines must end with CRLF (RFC 5321 2.3.8)", "5.6.0")
+        max_line = self.proto.max_line_length
+        if max_line and stats.longest_line > max_line:
+            return Reply(554, f"Message has a line over {max_line} octets (RFC 5321 4.5.3.1.6)", "5.6.0")
+        txn = self.txn
+        max_size = self.config.get_int("max_header_size")
+        head = self.spool.pread(max_size + 2, 0)
+        try:
+            block, offset = split_header_block(head, max_size, self.config.get_int("max_header_lines"))
+        except HeaderLimit as exc:
+            return Reply(552, f"Message header is too large: {exc}", "5.3.4")
+        txn.header = Headers.parse(block) if block else Headers()
+        txn._spool, txn._body_offset, txn.data_size = self.spool, offset, self.spool.size
+        return None
+
+    def deliver(self) -> Reply:
+        txn = self.txn
+        result = self.host.run("received_line", txn)
+        if result.code == OK and result.lines:
+            txn.header.add_folded("Received", result.lines, prepend=True)
+        else:
+            txn.header.add_folded("Received", received_lines(self.me, self.connection, txn), prepend=True)
+        result = self.host.run("data_post", txn)
+        denied = _stage_reply(result, "Message denied")
+        if denied:
+            return self.finish_denied(denied, result)
+        result = self.host.run("queue_pre", txn)
+        if result.code not in (OK, DECLINED, DONE):
+            return self.finish_denied(Reply(451, result.lines or ["Queuing failed - try again later"], "4.3.0"), result)
+        result = self.host.run("queue", txn)
+        if result.code == OK:
+            self.host.run_all("queue_post", txn)
+            return Reply(250, result.lines or ["Queued"], "2.0.0")
+        if result.code == DECLINED:
+            self.log(LOGWARN, "no queue plugin accepted the message")
+            return Reply(451, "Queuing declined or disabled; try again later", "4.3.0")
+        if result.code == DONE and result.lines:
+            return Reply(int(result.lines[0][:3]), result.lines[0][4:], None)
+        return self.finish_denied(_stage_reply(result, "Message denied") or Reply(451, "Queuing failed", "4.3.0"), result)
+
+    def finish_denied(self, reply: Reply, result) -> Reply:
+        if result.code in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
+            self.respond_deny(reply, result.code, result)  # raises Disconnect
+        return reply
+
+    def discard_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    # The rest --------------------------------------------------------------
+    def cmd_rset(self, arg: str) -> None:
+        self.reset_transaction()
+        self.respond(Reply(250, "OK", "2.0.0"))
+
+    def cmd_noop(self, arg: str) -> None:
+        result = self.host.run("noop", self.txn)
+        self.answer(result, {
+            DENY: (500, "5.5.1", "Stop wasting my time."),
+            DENYSOFT: (451, "4.3.0", "Internal error"),
+            DENY_DISCONNECT: (500, "5.5.1", "Stop wasting my time."),
+            DENYSOFT_DISCONNECT: (421, "4.3.0", "Internal error"),
+        }, Reply(250, "OK", "2.0.0"))
+
+    def cmd_vrfy(self, arg: str) -> None:
+        result = self.host.run("vrfy", self.txn, arg)
+        default = (Reply(250, "User OK", "2.0.0") if result.code == OK
+                   else Reply(252, "Just try sending a mail and we'll see how it turns out ...", "2.0.0"))
+        self.answer(result, {
+            DENY: (554, "5.7.1", "Access Denied"),
+            DENYSOFT: (451, "4.3.0", "Internal error"),
+            DENY_DISCONNECT: (554, "5.7.1", "Access Denied"),
+            DENYSOFT_DISCONNECT: (421, "4.3.0", "Internal error"),
+        }, default)
+
+    def cmd_help(self, arg: str) -> None:
+        result = self.host.run("help", self.txn, arg.split())
+        self.answer(result, {
+            DENY: (500, "5.5.1", "Syntax error, command not recognized"),
+            DENYSOFT: (451, "4.3.0", "Internal error"),
+            DENY_DISCONNECT: (500, "5.5.1", "Syntax error, command not recognized"),
+            DENYSOFT_DISCONNECT: (421, "4.3.0", "Internal error"),
+        }, Reply(214, [f"This is {SOFTWARE} {VERSION}",
+                       "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+                       "See https://www.rfc-editor.org/rfc/rfc5321"], "2.0.0"))
+
+    def cmd_quit(self, arg: str) -> None:
+        result = self.host.run("quit", self.txn)
+        bye = Reply(221, f"{self.me} closing connection. Have a wonderful day.", "2.0.0")
+        if result.code == DONE and result.lines and result.lines[0][:3] == "221":
+            bye = Reply(221, [result.lines[0][4:]] + result.lines[1:], "2.0.0")
+        self.respond(bye)
+
+    def unrecognized(self, command: p.Command) -> None:
+        result = self.host.run("unrecognized_command", self.txn, command.verb.lower(), command.arg)
+        if result.code == DONE and result.lines:
+            self.answer(result, {}, Reply(500, "Unrecognized command", "5.5.1"))
+            return
+        if result.code in (DENY_DISCONNECT, DENYSOFT_DISCONNECT):
+            code = 421 if result.code == DENYSOFT_DISCONNECT else 521
+            self.respond_deny(Reply(code, result.lines or ["Unrecognized command"], "5.5.1" if code == 521 else "4.3.0"), result.code, result)
+        elif result.code == DENYSOFT:
+            self.respond(Reply(451, result.lines or ["Internal error"], "4.3.0"))
+        else:
+            self.protocol_error(Reply(500, (result.lines if result.code == DENY else None) or ["Unrecognized command"], "5.5.1"))
+
+    def reset_transaction(self) -> None:
+        had = self.txn.sender is not None or self.spool is not None
+        self.discard_spool()
+        if had:
+            self.host.run_all("reset_transaction", self.txn)
+        self.txn = Transaction()
+
+    def log_summary(self) -> None:
+        conn = self.connection
+        duration = time.time() - conn.started
+        self.log.hook = ""
+        self.log(LOGINFO,
+                 f"session from {conn.remote_label} helo={conn.hello_host or '-'} relay={int(conn.relay_client)} "
+                 f"messages={self.messages} errors={self.errors} last={self.last_result or '-'} "
+                 f"in={self.transport.bytes_in} out={self.transport.bytes_out} duration={duration:.3f}s")
+
+
+_HELO_REPLIES = {
+    DENY: (550, "5.7.1", "Denied"),
+    DENYSOFT: (450, "4.7.1", "Temporarily denied"),
+    DENY_DISCONNECT: (550, "5.7.1", "Denied"),
+    DENYSOFT_DISCONNECT: (421, "4.7.1", "Temporarily denied"),
+}
+_SOFT_FAILURE = {
+    DENY: (550, "5.5.4", "Denied"),
+    DENYSOFT: (451, "4.3.0", "Internal error - try again later"),
+    DENY_DISCONNECT: (550, "5.5.4", "Denied"),
+    DENYSOFT_DISCONNECT: (421, "4.3.0", "Internal error - try again later"),
+}
+
+
+def _stage_reply(result, text: str) -> Reply | None:
+    """The reply for DENY* from data_post or queue, or None to go on."""
+    code = result.code
+    if code in (DENY, DENY_DISCONNECT):
+        return Reply(554, result.lines or [text], "5.7.1")
+    if code == DENYSOFT:
+        return Reply(451, result.lines or [text + " temporarily"], "4.7.1" if not result.failed else "4.3.0")
+    if code == DENYSOFT_DISCONNECT:
+        return Reply(421, result.lines or [text + " temporarily"], "4.7.1")
+    return None
+
+
+def _default_enhanced(code: int) -> str | None:
+    if code in (220, 221, 354) or code >= 600:
+        return None if code != 221 else "2.0.0"
+    return f"{code // 100}.0.0"
+
+
+def _hostname() -> str:
+    return os.uname().nodename or "localhost"

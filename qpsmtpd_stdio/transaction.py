@@ -1,0 +1,98 @@
+"""The connection (who is calling) and the transaction (one message's envelope and content).
+
+These are the objects plugins see: `plugin.connection` and the `txn` argument
+of every hook.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .headers import Headers
+
+_counter = 0
+
+
+def new_id() -> str:
+    """A queue id unique on this host: seconds, microseconds, pid and a counter, in hex."""
+    global _counter
+    _counter += 1
+    now = time.time()
+    return f"{int(now):X}{int(now % 1 * 1e6):05X}.{os.getpid():X}.{_counter}"
+
+
+class Connection:
+    def __init__(self) -> None:
+        self.remote_ip = ""
+        self.remote_port = 0
+        self.remote_host = ""   # from TCPREMOTEHOST; the core never does a PTR lookup
+        self.remote_info = ""   # from TCPREMOTEINFO (ident)
+        self.local_ip = ""
+        self.local_port = 0
+        self.local_host = ""
+        self.relay_client = False
+        self.hello = ""          # "helo" or "ehlo"
+        self.hello_host = ""
+        self.esmtp = False
+        self.tls = None          # TLS details, once STARTTLS succeeded
+        self.auth_user = None
+        self.auth_mechanism = None
+        self.capabilities: list[str] = []  # ehlo hooks append extensions to advertise
+        self.notes: dict = {}
+        self.id = new_id()
+        self.started = time.time()
+
+    @property
+    def remote_label(self) -> str:
+        """How a log line names the client: `host[ip]:port`."""
+        return f"{self.remote_host or 'unknown'}[{self.remote_ip}]:{self.remote_port}"
+
+
+class Transaction:
+    """One mail transaction, from MAIL to the end of DATA or RSET."""
+
+    def __init__(self) -> None:
+        self.id = new_id()
+        self.sender = None            # Address, after MAIL
+        self.mail_params: dict = {}
+        self.recipients: list = []    # Address objects, in order
+        self.rcpt_params: list[dict] = []
+        self.notes: dict = {}
+        self.header: Headers | None = None  # after DATA
+        self.data_size = 0
+        self.smtputf8 = False
+        self.body_type = "7BIT"
+        self._spool = None
+        self._body_offset = 0
+
+    def add_header(self, name: str, value: str) -> None:
+        """Add a header field to the message (at the end of the header block)."""
+        self.header.add(name, value)
+
+    def body_stream(self):
+        """The message body (after the header block) as a binary file object, CRLF line ends."""
+        return self._spool.open(self._body_offset)
+
+    @property
+    def body_size(self) -> int:
+        return self.data_size - self._body_offset
+
+    def message_chunks(self, eol: bytes = b"\r\n", chunk_size: int = 1 << 20):
+        """The whole message as it stands now (headers as modified, then the body), in chunks, with `eol` line ends."""
+        yield self.header.as_bytes(eol)
+        stream = self.body_stream()
+        carry = b""
+        while True:
+            chunk = stream.read(chunk_size)
+            if not chunk:
+                break
+            chunk = carry + chunk
+            carry = b""
+            if eol != b"\r\n":
+                if chunk.endswith(b"\r"):
+                    chunk, carry = chunk[:-1], b"\r"
+                chunk = chunk.replace(b"\r\n", eol)
+            yield chunk
+        if carry:
+            yield carry

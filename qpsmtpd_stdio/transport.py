@@ -1,0 +1,64 @@
+"""The client's bytes on fd 0 and fd 1: a socket (inetd, xinetd, tcpserver, systemd) or pipes.
+
+Replies are queued by `write()` and go out on `flush()`, which the session
+calls before it blocks for more input, so pipelined replies leave in one
+group (RFC 2920). A read waits at most `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+READ_SIZE = 1 << 20  # large reads keep DATA throughput up; memory is bounded by this
+
+
+class Timeout(Exception):
+    """No byte arrived within the read timeout."""
+
+
+class ClientGone(Exception):
+    """The client closed the connection or it broke."""
+
+
+class Transport:
+    def __init__(self, rfd: int = 0, wfd: int = 1) -> None:
+        self.rfd = rfd
+        self.wfd = wfd
+        self._out: list[bytes] = []
+        self._poll = select.poll()
+        self._poll.register(rfd, select.POLLIN | select.POLLPRI)
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def read(self, timeout: float) -> bytes:
+        """Up to READ_SIZE octets; b"" at end of input. Raises Timeout."""
+        self.flush()
+        if not self._poll.poll(max(0, int(timeout * 1000))):
+            raise Timeout()
+        try:
+            data = os.read(self.rfd, READ_SIZE)
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+        self.bytes_in += len(data)
+        return data
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.wfd, view)
+                view = view[n:]
+                self.bytes_out += n
+        except OSError as exc:  # EPIPE, ECONNRESET, EBADF...
+            raise ClientGone(str(exc)) from None
+
+    def discard_output(self) -> None:
+        self._out.clear()
