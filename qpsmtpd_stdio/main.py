@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if host.has("logging"):
             log.sinks.append(lambda level, hook, plugin, msg: host.run_all("logging", None, level, hook, plugin, msg))
         host.load_all(config.get("plugins"))
+        if host.has("config"):
+            config.hook = host.config_answer
     except (PluginLoadError, Exception) as exc:
         # Fail closed: no mail is taken while a plugin is broken; the client retries later.
         log(2, f"cannot load plugins, refusing the session with 421: {exc}")

@@ -117,6 +117,7 @@ class PluginHost:
         self.timeout = timeout
         self.plugins: list[Plugin] = []
         self._hooks: dict[str, list[tuple[Plugin, object]]] = {}
+        self._in_config_hook = False
 
     # Loading -----------------------------------------------------------
     def plugin_dirs(self) -> list[str]:
@@ -145,7 +146,6 @@ class PluginHost:
         code = load_code(path)
         namespace = {"__name__": "qpsmtpd_plugin." + name.replace("/", "."), "__file__": path, "__builtins__": __builtins__}
         plugin = Plugin(name, args, path, self)
-        global in_hook
         try:
             self.log.hook = "register"
             self._arm()
@@ -184,6 +184,17 @@ class PluginHost:
                 return result
         return HookResult(DECLINED)
 
+    def config_answer(self, name: str) -> list[str] | None:
+        """The `config` hook: a plugin may supply a config file's items ((OK, [items]))."""
+        if self._in_config_hook:
+            return None
+        self._in_config_hook = True
+        try:
+            result = self.run("config", None, name)
+        finally:
+            self._in_config_hook = False
+        return result.lines if result.code == OK else None
+
     def run_all(self, hook: str, txn, *args) -> None:
         """Run every plugin's `hook`, whatever each returns (reset_transaction, disconnect...)."""
         for plugin, function in self._hooks.get(hook, ()):
@@ -205,10 +216,11 @@ class PluginHost:
         except Exception as exc:
             self.log(LOGERROR, f"FATAL PLUGIN ERROR in hook {hook}: {format_traceback(exc)}", plugin.name)
             return HookResult(DENYSOFT, [FAILURE_TEXT], plugin.name, failed=True)
+        else:
+            if result.code != DECLINED:
+                self.log(LOGDEBUG, f"returned {RETURN_CODE_NAMES[result.code]} {result.text or ''}".rstrip(), plugin.name)
         finally:
             self.log.hook = previous
-        if result.code != DECLINED:
-            self.log(LOGDEBUG, f"returned {RETURN_CODE_NAMES[result.code]} {result.text or ''}".rstrip(), plugin.name)
         return result
 
     def _arm(self) -> None:
