@@ -2,7 +2,8 @@
 
 Replies are queued by `write()` and go out on `flush()`, which the session
 calls before it blocks for more input, so pipelined replies leave in one
-group (RFC 2920). A read waits at most `timeout` seconds.
+group (RFC 2920). A read waits at most `timeout` seconds. A `transcript`
+(see transcript.py), when set, is given every octet read and written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Transport:
         self._poll.register(rfd, select.POLLIN | select.POLLPRI)
         self.bytes_in = 0
         self.bytes_out = 0
+        self.transcript = None
 
     def read(self, timeout: float) -> bytes:
         """Up to READ_SIZE octets; b"" at end of input. Raises Timeout."""
@@ -39,8 +41,10 @@ class Transport:
         try:
             data = os.read(self.rfd, READ_SIZE)
         except (ConnectionResetError, BrokenPipeError):
-            return b""
+            data = b""
         self.bytes_in += len(data)
+        if self.transcript is not None:
+            self.transcript.received(data)
         return data
 
     def write(self, data: bytes) -> None:
@@ -51,6 +55,8 @@ class Transport:
             return
         data = b"".join(self._out)
         self._out.clear()
+        if self.transcript is not None:
+            self.transcript.sent(data)
         view = memoryview(data)
         try:
             while view:
@@ -62,3 +68,40 @@ class Transport:
 
     def discard_output(self) -> None:
         self._out.clear()
+
+    def close(self, linger: float = 2.0, limit: int = 1 << 20) -> None:
+        """End the session cleanly: flush, send FIN, and read what the client still sends.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our last reply (a 421) before the client reads it.
+        """
+        try:
+            self.flush()
+        except ClientGone:
+            return
+        import _socket
+
+        try:
+            sock = _socket.socket(fileno=self.wfd)
+        except OSError:
+            return  # a pipe: nothing to linger on
+        try:
+            sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            return
+        finally:
+            sock.detach()
+        import time
+
+        deadline = time.monotonic() + linger
+        while limit > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poll.poll(int(remaining * 1000)):
+                return
+            try:
+                data = os.read(self.rfd, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            limit -= len(data)
