@@ -11,9 +11,12 @@ one connection, so an edit applies to the next connection.
 from __future__ import annotations
 
 import os
-from typing import Callable
 
 from .constants import DEFAULTS
+
+TYPE_CHECKING = False  # typing costs ~9 ms of imports per connection
+if TYPE_CHECKING:
+    from typing import Callable
 
 QMAIL_CONTROL = "/var/qmail/control"
 SYSTEM_CONFIG = "/etc/qpsmtpd"
