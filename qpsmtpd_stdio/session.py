@@ -219,6 +219,7 @@ class Session:
             return self.protocol_error(Reply(501, f"{verb} argument too long", "5.5.4"))
         conn = self.connection
         self.reset_transaction()
+        self.proto.reset_transaction()  # even if the hook refuses, the old transaction is gone
         conn.capabilities = []
         result = self.host.run(verb, self.txn, host)
         if result.code not in (OK, DECLINED, DONE):

@@ -485,3 +485,11 @@ def test_summary_line_per_session(smtp):
 def test_loglevel_filters(smtp):
     smtp.write("loglevel", "3")
     assert smtp.run(simple_session()).log == ""
+
+
+def test_refused_ehlo_mid_transaction_leaves_no_half_transaction(smtp):
+    smtp.plugin("nohelo", "from qpsmtpd_stdio import DENY\n"
+                "def hook_ehlo(plugin, txn, host):\n    return DENY if host == 'bad' else None\n")
+    smtp.plugins("nohelo", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    r = smtp.run(dialogue("EHLO good", "MAIL FROM:<a@b.example>", "EHLO bad", "RCPT TO:<x@example.test>", "QUIT"))
+    assert r.codes == [220, 250, 250, 550, 503, 221]
