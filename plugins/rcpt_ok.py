@@ -3,7 +3,7 @@
 Arguments: none.
 
 Config files:
-  me              our host name; always a local domain
+  me              our host name (default: the system's); always a local domain
   rcpthosts       local domains, one a line: `example.com`, or `.example.com`
                   for every subdomain of it (qmail syntax); `@domain` entries
                   as qpsmtpd allows are read as `domain`
@@ -23,6 +23,8 @@ Example config/plugins line:
 
     rcpt_ok
 """
+
+import os
 
 from qpsmtpd_stdio import DENY, OK
 
@@ -46,7 +48,7 @@ def is_local(plugin, host):
     host = host.lower()
     if not host:
         return False
-    me = (plugin.config("me") or [""])[0].lower()
+    me = (plugin.config("me") or [os.uname().nodename])[0].lower()  # the core's default for `me`
     if host == me:
         return True
     for entry in plugin.config("rcpthosts") + plugin.config("morercpthosts"):

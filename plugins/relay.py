@@ -43,23 +43,40 @@ def hook_rcpt(plugin, txn, rcpt, params):
 
 
 def matches(ip, entries):
-    """True if ip is covered by an entry: exact, `prefix.`/`prefix:`, or CIDR."""
-    network = None
+    """True if ip is covered by an entry: exact, `prefix.`/`prefix:`, or CIDR.
+
+    An IPv6 address is compared in both its short and its full form, so
+    `2001:db8::7`, `2001:0db8:0000:0000:0000:0000:0000:0007` and the prefix
+    `2001:0db8:` all match the client 2001:db8::7.
+    """
+    forms = {ip.lower()}
+    address = None
+    if ":" in ip:
+        address = _address(ip)
+        if address is not None:
+            forms |= {address.compressed, address.exploded}
     for entry in entries:
-        entry = entry.split()[0]
+        entry = entry.split()[0].lower()
         if "/" in entry:
             import ipaddress
 
-            if network is None:
-                network = ipaddress.ip_address(ip)
             try:
-                if network in ipaddress.ip_network(entry, strict=False):
+                if (address or _address(ip)) in ipaddress.ip_network(entry, strict=False):
                     return True
-            except ValueError:
+            except (ValueError, TypeError):
                 continue  # an unparsable line never matches
         elif entry.endswith((".", ":")):
-            if ip.startswith(entry) or ip.lower().startswith(entry.lower()):
+            if any(form.startswith(entry) for form in forms):
                 return True
-        elif entry.lower() == ip.lower():
+        elif entry in forms or (":" in entry and address is not None and _address(entry) == address):
             return True
     return False
+
+
+def _address(text):
+    import ipaddress  # only for IPv6 and CIDR entries
+
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None

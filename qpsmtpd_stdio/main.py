@@ -11,28 +11,50 @@ import _signal
 import os
 import sys
 
-USAGE = """usage: in.qpsmtpd [--config DIR]
+USAGE = """usage: in.qpsmtpd [--config DIR] [--transcript FILE]
+       in.qpsmtpd --check [--config DIR]
 
-Runs one SMTP session on standard input and output. The config directory is
+Runs one SMTP session on standard input and output (or on the socket passed
+as fd 3 by systemd's LISTEN_FDS protocol). The config directory is
 --config DIR, else $QPSMTPD_CONFIG, else config/ beside the install, else
 /etc/qpsmtpd.
+
+  --transcript FILE  append every line in and out, with timestamps, to FILE
+                     (AUTH payloads masked); config file `transcript` does
+                     the same
+  --check            load the config and every plugin, report each problem
+                     as FILE:LINE: message, and exit 1 if there is any
 """
+
+_VALUED = {"-c": "config", "--config": "config", "--transcript": "transcript"}
 
 
 def parse_args(argv: list[str]) -> dict:
-    opts: dict = {"config": None}
+    opts: dict = {"config": None, "transcript": None}
     args = list(argv)
     while args:
         arg = args.pop(0)
-        if arg in ("-c", "--config") and args:
-            opts["config"] = args.pop(0)
-        elif arg.startswith("--config="):
-            opts["config"] = arg.split("=", 1)[1]
+        name, eq, value = arg.partition("=")
+        if arg in _VALUED and args:
+            opts[_VALUED[arg]] = args.pop(0)
+        elif eq and name in ("--config", "--transcript"):
+            opts[_VALUED[name]] = value
+        elif arg == "--check":
+            opts["check"] = True
         elif arg in ("-h", "--help"):
             opts["help"] = True
         else:
             opts["error"] = f"unknown argument: {arg}"
     return opts
+
+
+def session_fd(environ) -> int:
+    """fd 3 when systemd passed one connection by LISTEN_FDS (Accept=yes without StandardInput=socket), else 0."""
+    if environ.get("LISTEN_FDS") == "1" and environ.get("LISTEN_PID") == str(os.getpid()):
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            environ.pop(name, None)  # not for the plugins' children
+        return 3
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         if not stderr_socket:
             os.write(2, ((opts.get("error", "") + "\n") if opts.get("error") else "").encode() + USAGE.encode())
         return 0 if opts.get("help") else 64
+    if opts.get("check"):
+        from .check import check
+
+        return check(opts["config"])
 
     log = Log(to_syslog=stderr_socket)
     redirect_std_streams(log)
     from .config import Config, find_config_dir
     from .connection_info import identify
-    from .pluginhost import PluginHost, PluginLoadError
-    from .protocol import Reply
-    from .session import Session, Terminate
+    from .session import Terminate
     from .transport import Transport
     from . import pluginhost
 
@@ -72,8 +96,37 @@ def main(argv: list[str] | None = None) -> int:
     config = Config(find_config_dir(opts["config"]))
     config.warn = lambda message: log(4, message)
     log.level = parse_level(config.get_one("loglevel"), 4)
-    transport = Transport(0, 1)
-    connection = identify(os.environ, 0)
+    fd = session_fd(os.environ)
+    transport = Transport(fd, 1 if fd == 0 else fd)
+    connection = identify(os.environ, fd)
+    transcript_path = opts["transcript"] or config.get_one("transcript")
+    if transcript_path:
+        from .transcript import Transcript
+
+        if not opts["transcript"]:
+            transcript_path = os.path.join(config.directory, transcript_path)
+        transport.transcript = Transcript.open(transcript_path, connection, log)
+    try:
+        serve(config, log, transport, connection)
+        transport.close()  # lingering close: no RST may destroy the last reply
+    except Terminate:
+        pass
+    finally:
+        if transport.transcript is not None:
+            transport.transcript.close()
+    return 0
+
+
+def serve(config, log, transport, connection):
+    """Load the logging plugins and the plugins, then run one session over `transport`.
+
+    Returns the Session, or None when a plugin failed to load (the client then
+    got 421). qpsmtpd_stdio.testing runs sessions in-process through here too.
+    """
+    from .pluginhost import PluginHost
+    from .protocol import Reply
+    from .session import Session
+
     host = PluginHost(config, log, connection, timeout=config.get_int("plugin_timeout"))
     session = Session(config, log, transport, connection, host)
     try:
@@ -81,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         if host.has("logging"):
             log.sinks.append(lambda level, hook, plugin, msg: host.run_all("logging", None, level, hook, plugin, msg))
         host.load_all(config.get("plugins"))
+        if host.has("logging") and not log.sinks:  # logging plugins listed in config/plugins
+            log.sinks.append(lambda level, hook, plugin, msg: host.run_all("logging", None, level, hook, plugin, msg))
         if host.has("config"):
             config.hook = host.config_answer
-    except (PluginLoadError, Exception) as exc:
+    except Exception as exc:
         # Fail closed: no mail is taken while a plugin is broken; the client retries later.
         log(2, f"cannot load plugins, refusing the session with 421: {exc}")
         try:
@@ -91,12 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             transport.flush()
         except Exception:
             pass
-        return 0
-    except Terminate:
-        return 0
+        return None
     log(7, f"connection from {connection.remote_label} to {connection.local_ip}:{connection.local_port}")
     session.run()
-    return 0
+    return session
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class PluginHost:
         self.plugins: list[Plugin] = []
         self._hooks: dict[str, list[tuple[Plugin, object]]] = {}
         self._in_config_hook = False
+        self._depth = 0  # nesting of hook calls (logging, config): only the outermost arms the timer
 
     # Loading -----------------------------------------------------------
     def plugin_dirs(self) -> list[str]:
@@ -225,6 +226,9 @@ class PluginHost:
 
     def _arm(self) -> None:
         global in_hook
+        self._depth += 1
+        if self._depth > 1:
+            return  # a hook run inside another: the outer timer keeps running
         in_hook = True
         if self.timeout > 0:
             # Re-fires every second, in case a plugin swallows the first one.
@@ -232,6 +236,9 @@ class PluginHost:
 
     def _disarm(self) -> None:
         global in_hook
+        self._depth -= 1
+        if self._depth > 0:
+            return
         if self.timeout > 0:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
         in_hook = False

@@ -40,7 +40,10 @@ def received_lines(me: str, connection, txn) -> list[str]:
     """The value of the Received field, as lines to be folded."""
     helo = safe(connection.hello_host) if connection.hello_host else "unknown"
     host = safe(connection.remote_host) if connection.remote_host else "unknown"
-    lines = [f"from {helo} ({host} [{safe(connection.remote_ip, 64)}])"]
+    if connection.remote_ip:
+        lines = [f"from {helo} ({host} [{safe(connection.remote_ip, 64)}])"]
+    else:
+        lines = [f"from {helo}"]  # not a TCP connection (a pipe): nothing to say
     by = f"by {safe(me)} ({SOFTWARE}/{VERSION}) with {protocol_name(connection, txn)}"
     if connection.tls:
         by += f" ({safe(str(connection.tls), 128)})"

@@ -226,7 +226,9 @@ class Session:
             self.answer(result, _HELO_REPLIES, Reply(250, ""))
             return
         conn.hello, conn.hello_host, conn.esmtp = verb, host, verb == "ehlo"
-        greeting = f"{self.me} Hi {conn.remote_host or conn.remote_ip or 'there'} [{conn.remote_ip}]"
+        greeting = f"{self.me} Hi {conn.remote_host or conn.remote_ip or 'there'}"
+        if conn.remote_ip:
+            greeting += f" [{conn.remote_ip}]"
         if verb == "helo":
             self.answer(result, _HELO_REPLIES, Reply(250, greeting + "; I am so happy to meet you."))
             return

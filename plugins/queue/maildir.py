@@ -4,11 +4,17 @@ Arguments: `queue/maildir PATH [SUBDIR_TEMPLATE [MODE]]`
 
   PATH              the Maildir (created with tmp/ new/ cur/ if missing).
                     A relative path is taken from the working directory.
-  SUBDIR_TEMPLATE   optional, as qpsmtpd: one copy per recipient, into
-                    PATH/<template>/ where %l is the recipient's local part,
-                    %d its domain and %u the whole address, lower-cased
-                    (e.g. `%d/%l`).
-  MODE              optional octal file mode of the delivered file (default 0600).
+  SUBDIR_TEMPLATE   optional, as qpsmtpd: one copy per recipient, into the
+                    Maildir PATH/<template>/, where %l is the recipient's
+                    local part, %d its domain and %u the whole address
+                    (e.g. `%d/%l`). It must hold at least one of them.
+                    In the address, lower-cased here (qpsmtpd keeps the
+                    case), every character other than ASCII letters, digits
+                    and - + _ . , @ = becomes `_`, as in qpsmtpd.
+  MODE              optional, as qpsmtpd: three octal digits, the mode of the
+                    tmp/ new/ cur/ directories it creates; delivered files
+                    get the same without execute bits (default 700: files
+                    0600). Set exactly, whatever the umask.
 
 Config files: none.
 
@@ -16,7 +22,9 @@ Each message is written to tmp/, fsync'd, linked into new/, and the new/
 directory fsync'd before the client hears 250, so a crash never loses a
 message that was acknowledged. The stored message has LF line ends, with
 `Return-Path:` and one `Delivered-To:` per recipient on top, as qpsmtpd does.
-Any failure answers 451 and leaves nothing in new/.
+Any failure answers 451 and leaves nothing in new/ for that copy (with a
+template, copies already delivered for other recipients stay, and are logged).
+The reply is `250 Queued! <Message-Id>`.
 
 Example config/plugins line:
 
@@ -29,32 +37,36 @@ import time
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGERROR, LOGINFO, OK
 
 _count = 0
+_SAFE = frozenset("-+_.,@=")
 
 
-def register(plugin, path=None, template=None, mode="0600", *rest):
+def register(plugin, path=None, template=None, mode="700", *rest):
     if not path:
         raise ValueError("queue/maildir needs a Maildir path argument")
+    if template is not None and not any(k in template for k in ("%l", "%d", "%u")):
+        raise ValueError(f"queue/maildir: subdirectory {template!r} holds none of %l, %d, %u")
+    if len(mode) not in (3, 4) or not all(c in "01234567" for c in mode):
+        raise ValueError(f"queue/maildir: mode {mode!r} is not an octal number like 700")
     plugin.maildir = os.path.abspath(path)
     plugin.template = template
-    plugin.mode = int(mode, 8)
+    plugin.dir_mode = int(mode, 8)
+    plugin.file_mode = plugin.dir_mode & 0o666
 
 
 def hook_queue(plugin, txn):
     if not txn.recipients:
         return DECLINED
-    groups = {}
-    for rcpt in txn.recipients:
-        target = plugin.maildir
-        if plugin.template:
-            target = os.path.join(target, _expand(plugin.template, rcpt))
-        groups.setdefault(target, []).append(rcpt)
+    if plugin.template:
+        copies = [(os.path.join(plugin.maildir, _expand(plugin.template, rcpt)), [rcpt]) for rcpt in txn.recipients]
+    else:
+        copies = [(plugin.maildir, txn.recipients)]
     delivered = []
     try:
-        for target, rcpts in groups.items():
+        for target, rcpts in copies:
             delivered.append(_deliver(plugin, txn, target, rcpts))
     except OSError as exc:
-        # Some copies may already be in new/: unlinking them would race a
-        # reader, and the client retries on 451, so the admin gets a log line.
+        # Copies already in new/ stay: unlinking them would race a reader, and
+        # the client retries on 451, so the admin gets a log line.
         plugin.log(LOGERROR, f"cannot deliver to {exc.filename or plugin.maildir}: {exc.strerror or exc}"
                    + (f" (already delivered: {', '.join(delivered)})" if delivered else ""))
         return DENYSOFT, "Queuing failed - try again later"
@@ -64,25 +76,35 @@ def hook_queue(plugin, txn):
 
 
 def _expand(template, rcpt):
-    local, domain = rcpt.user.lower(), rcpt.host.lower()
+    local, domain = _safe(rcpt.user.lower()), _safe(rcpt.host.lower())
     path = template.replace("%l", local).replace("%d", domain).replace("%u", f"{local}@{domain}")
-    if path.startswith("/") or ".." in path.split("/"):
+    if path.startswith("/") or any(part.strip(".") == "" for part in path.split("/") if part):
         raise OSError(f"unsafe maildir subdirectory {path!r}")
     return path
+
+
+def _safe(text):
+    return "".join(c if (c.isascii() and c.isalnum()) or c in _SAFE else "_" for c in text)
 
 
 def _deliver(plugin, txn, maildir, rcpts):
     global _count
     for sub in ("tmp", "new", "cur"):
-        os.makedirs(os.path.join(maildir, sub), mode=0o700, exist_ok=True)
+        path = os.path.join(maildir, sub)
+        try:
+            os.makedirs(path, plugin.dir_mode)
+        except FileExistsError:
+            continue
+        os.chmod(path, plugin.dir_mode)
     _count += 1
     now = time.time()
     name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{_count}.{_host()}"
     tmp = os.path.join(maildir, "tmp", name)
     new = os.path.join(maildir, "new", name)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, plugin.mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, plugin.file_mode)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            os.fchmod(fd, plugin.file_mode)  # exactly MODE, whatever the umask
             out.write(f"Return-Path: {txn.sender}\n".encode("utf-8"))
             for rcpt in rcpts:
                 out.write(f"Delivered-To: {rcpt.address}\n".encode("utf-8"))

@@ -1,0 +1,56 @@
+"""logging/warn - write log lines to standard error
+
+Arguments: `logging/warn [LEVEL]`
+
+  LEVEL  the highest level written, a number 0-7 or a name (LOGWARN,
+         LOGINFO...); default LOGWARN.
+
+Config files: none; list it in config/logging or config/plugins.
+
+Writes `PID (hook) plugin: message` lines to fd 2, as the built-in log
+does. It never writes to a socket: under inetd and xinetd fd 2 is the
+client's connection, and there it stays silent (use logging/syslog or
+logging/file instead).
+
+Example config/logging line:
+
+    logging/warn LOGINFO
+"""
+
+import os
+import stat
+
+_LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN": 4, "LOGNOTICE": 5, "LOGINFO": 6,
+           "LOGDEBUG": 7}
+
+
+def register(plugin, level="LOGWARN", *rest):
+    if level.isdigit():
+        plugin.level = min(int(level), 7)
+    elif level.upper() in _LEVELS:
+        plugin.level = _LEVELS[level.upper()]
+    else:
+        raise ValueError(f"logging/warn: unknown loglevel {level!r}")
+    plugin.silent = fd2_is_socket()
+
+
+def fd2_is_socket():
+    try:
+        return stat.S_ISSOCK(os.fstat(2).st_mode)
+    except OSError:
+        return True  # no fd 2 at all: nowhere to write
+
+
+def hook_logging(plugin, txn, level, hook, plugin_name, message):
+    if plugin.silent or level > plugin.level or plugin_name == plugin.name:
+        return
+    prefix = f"{os.getpid()}"
+    if hook:
+        prefix += f" ({hook})"
+    if plugin_name:
+        prefix += f" {plugin_name}:"
+    message = message.replace("\r", "\\r").replace("\n", "\\n ")
+    try:
+        os.write(2, f"{prefix} {message}\n".encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass

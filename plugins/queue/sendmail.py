@@ -1,0 +1,99 @@
+"""queue/sendmail - hand accepted mail to a sendmail-compatible command (Postfix, Exim, OpenSMTPD...)
+
+Arguments: `queue/sendmail [PATH [ARG ...]] [timeout N]`
+
+  PATH        the command (default /usr/sbin/sendmail).
+  ARG ...     fixed arguments put before ours, e.g. `-C /etc/postfix-out`
+              for a second Postfix instance.
+  timeout N   seconds to wait for its exit once the message is written
+              (default 30; keep it under plugin_timeout).
+
+Config files: none.
+
+Runs `PATH [ARG ...] -i -f SENDER -- RCPT ...` directly, without a shell (the
+null sender is passed as `<>`), and writes the message (our Received header
+included) to its standard input with LF line ends; `-i` keeps a line holding
+a single dot from ending it. Envelope addresses holding a control octet are
+refused (451, LOGERROR) before anything runs; the SMTP parser never lets one
+through. Its output is captured and logged (under inetd our fd 2 is the
+client's socket).
+
+Its exit status (sysexits.h):
+  - 0: 250 `Queued by sendmail`, once the whole message was written.
+  - EX_DATAERR 65, EX_NOUSER 67, EX_NOHOST 68 (the message or an address
+    is refused, which retrying cannot fix): 554.
+  - EX_TEMPFAIL 75 and every other status (EX_USAGE, EX_CONFIG, EX_NOPERM,
+    EX_OSERR... are local trouble an admin can fix), a signal, a failed start,
+    a timeout, or a message it did not read whole: DECLINED, which is 451
+    unless a later queue plugin takes the message.
+
+Example config/plugins line:
+
+    queue/sendmail /usr/sbin/sendmail
+"""
+
+from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
+
+_PERMANENT = {65: "5.6.0 message refused (EX_DATAERR)", 67: "5.1.1 recipient refused (EX_NOUSER)",
+              68: "5.1.2 host unknown (EX_NOHOST)"}
+
+
+def register(plugin, *args):
+    args = list(args)
+    opts = {"timeout": "30"}
+    if len(args) >= 2 and args[-2] == "timeout":
+        opts["timeout"] = args[-1]
+        del args[-2:]
+    plugin.command = args or ["/usr/sbin/sendmail"]
+    plugin.timeout = float(opts["timeout"])
+
+
+def hook_queue(plugin, txn):
+    import subprocess
+    import tempfile
+
+    if not txn.recipients:
+        return DECLINED
+    sender = txn.sender.address or "<>"
+    rcpts = [rcpt.address for rcpt in txn.recipients]
+    bad = [a for a in [sender] + rcpts if any(c < " " or c == "\x7f" for c in a) or not a]
+    if bad:
+        plugin.log(LOGERROR, f"refusing to queue {txn.id}: control octet in envelope address {bad[0]!r}")
+        return DENYSOFT, "Unable to queue message (bad envelope)"
+    argv = plugin.command + ["-i", "-f", sender, "--"] + rcpts
+    with tempfile.TemporaryFile() as output:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=output, stderr=output)
+        except OSError as exc:
+            plugin.log(LOGERROR, f"cannot run {argv[0]}: {exc.strerror or exc}")
+            return DECLINED
+        complete, status = False, None
+        try:
+            try:
+                with proc.stdin as message:
+                    for chunk in txn.message_chunks(eol=b"\n", chunk_size=1 << 18):
+                        message.write(chunk)
+                complete = True
+            except OSError as exc:
+                plugin.log(LOGWARN, f"{argv[0]} did not read the whole message: {exc.strerror or exc}")
+            status = proc.wait(timeout=plugin.timeout)
+        except subprocess.TimeoutExpired:
+            plugin.log(LOGERROR, f"{argv[0]} still running after {plugin.timeout:g}s; killed")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output.seek(0)
+        said = output.read(2000).decode("utf-8", "replace").strip()
+    if said:
+        plugin.log(LOGWARN if status else LOGINFO, f"{argv[0]} said: {said}")
+    if status == 0 and complete:
+        plugin.log(LOGINFO, f"queued {txn.id} via {argv[0]} for {len(rcpts)} recipient(s)")
+        return OK, "Queued by sendmail"
+    if status in _PERMANENT:
+        plugin.log(LOGINFO, f"{argv[0]} refused {txn.id}: exit {status}")
+        return DENY, _PERMANENT[status]
+    plugin.log(LOGWARN, f"{argv[0]} failed for {txn.id}: " + (
+        "timed out" if status is None else "exited 0 without reading the whole message" if status == 0
+        else f"killed by signal {-status}" if status < 0 else f"exit {status}"))
+    return DECLINED

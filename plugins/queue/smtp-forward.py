@@ -1,0 +1,181 @@
+"""queue/smtp-forward - relay accepted mail to a smarthost by SMTP
+
+Arguments: `queue/smtp-forward HOST [PORT] [xclient] [KEY VALUE ...]`
+
+  HOST      the smarthost; several, comma-separated, are tried in order
+            (`mx1.example,[2001:db8::25]:2525,10.2.2.2:9025`); each may
+            carry its own `:PORT`.
+  PORT      the default port (25).
+  xclient   as qpsmtpd: send XCLIENT with the original client (NAME ADDR
+            PORT PROTO HELO LOGIN, as the smarthost advertises), so that its
+            policy and logs see that client; a host that does not advertise
+            XCLIENT is treated as failing. Without it, XFORWARD (logging only)
+            is sent wherever it is advertised.
+  timeout N       seconds for the connect and for each command (default 30).
+                  Keep the worst case (hosts x timeout) under plugin_timeout.
+  tls MODE        `may` (default: STARTTLS when offered, certificate not
+                  checked; a failed handshake is retried in clear text),
+                  `encrypt` (STARTTLS or the host fails), `verify` (STARTTLS
+                  with the certificate and host name checked), `none`.
+  tls_ca FILE     CA certificates for `verify` (default: the system's).
+  helo NAME       our EHLO name (default: config `me`).
+  xforward no     never send XFORWARD.
+
+Config files: `me`.
+
+What the client hears (the downstream's text is passed back, one line per
+refused recipient):
+  - every recipient taken and the message accepted: 250 with the
+    smarthost's reply (`Queued by HOST: 2.0.0 Ok: queued as 4Xyz`).
+  - a 5xx to MAIL, any RCPT or DATA, or to the end of data: 554, nothing
+    was relayed. A recipient refused while others were taken aborts the
+    whole transaction (RSET): a 250 always means every recipient got it.
+  - a refused connection, a timeout, a 4xx, or a connection lost: the next
+    host is tried while nothing of the message was sent; then DECLINED,
+    so a later queue plugin may take the message, else 451.
+  - once the body was on its way, a failure is never retried elsewhere and
+    never answered 5xx: 451. (If the link dies after the final dot but
+    before the reply, the smarthost may keep a copy and the client's retry
+    makes a second one: RFC 1047's window, which no SMTP relay can close.)
+
+Example config/plugins line:
+
+    queue/smtp-forward 10.2.2.2 9025
+"""
+
+from qpsmtpd_stdio import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+
+_TLS_MODES = ("none", "may", "encrypt", "verify")
+_FINAL_STAGES = ("MAIL", "RCPT", "DATA", "end of data")  # where a 5xx refuses the message itself
+
+
+def register(plugin, hosts=None, *args):
+    import os
+
+    from qpsmtpd_stdio.smtpclient import parse_address
+
+    if not hosts:
+        raise ValueError("queue/smtp-forward needs a HOST argument")
+    start = 1 + (bool(args) and args[0].isdigit())
+    port = int(args[0]) if start == 2 else 25
+    plugin.xclient = len(args) >= start and args[start - 1].lower() == "xclient"
+    opts = plugin.options({"timeout": "30", "tls": "may", "tls_ca": "", "xforward": "yes", "helo": ""},
+                          start=start + plugin.xclient)
+    plugin.hosts = [parse_address(h, port) for h in hosts.split(",") if h]
+    plugin.timeout = float(opts["timeout"])
+    plugin.tls = opts["tls"].lower()
+    if plugin.tls not in _TLS_MODES:
+        raise ValueError(f"queue/smtp-forward: tls {plugin.tls!r} is not one of {', '.join(_TLS_MODES)}")
+    plugin.tls_ca = opts["tls_ca"] or None
+    plugin.xforward = opts["xforward"].lower() not in ("no", "0", "off")
+    plugin.helo = opts["helo"] or (plugin.config("me") or [os.uname().nodename])[0]
+
+
+def hook_queue(plugin, txn):
+    from qpsmtpd_stdio.smtpclient import Client, DownstreamError
+
+    if not txn.recipients:
+        return DECLINED
+    for address in plugin.hosts:
+        tls = plugin.tls
+        while True:
+            client, clean = None, False
+            try:
+                client = Client.connect(address, plugin.timeout)
+                result = _relay(plugin, txn, client, tls)
+                clean = True
+                return result
+            except DownstreamError as exc:
+                where = client.name if client else "%s:%s" % address
+                clean = exc.reply is not None and not exc.after_data
+                if exc.stage == "TLS" and tls == "may":
+                    plugin.log(LOGWARN, f"{where}: STARTTLS failed ({exc.detail}); retrying in clear text")
+                    tls = "none"
+                    continue
+                if exc.permanent and exc.stage in _FINAL_STAGES:
+                    plugin.log(LOGINFO, f"{where} refused {txn.id} at {exc.stage}: {exc.detail}")
+                    return DENY, (exc.reply.lines if exc.stage == "RCPT"
+                                  else [f"{exc.reply.enhanced or '5.0.0'} {where} said: {exc.reply}"])
+                plugin.log(LOGERROR if exc.after_data else LOGWARN, f"{where} failed at {exc.stage}: {exc.detail}")
+                if exc.after_data:
+                    return DECLINED  # the smarthost may hold a copy: no other host, no 5xx
+                break
+            finally:
+                if client:
+                    client.close(quit=clean)
+    return DECLINED
+
+
+def _relay(plugin, txn, client, tls):
+    from qpsmtpd_stdio.smtpclient import DownstreamError, Reply
+
+    client.greeting()
+    client.hello(plugin.helo)
+    if tls != "none":
+        if "STARTTLS" not in client.extensions:
+            if tls != "may":
+                raise DownstreamError("TLS", detail="STARTTLS is not offered")
+        else:
+            try:
+                client.starttls(_tls_context(plugin, tls), client.name.rsplit(":", 1)[0].strip("[]"))
+            except DownstreamError as exc:
+                raise DownstreamError("TLS", detail=exc.detail) from None
+            client.hello(plugin.helo)
+    conn = plugin.connection
+    if plugin.xclient:
+        if "XCLIENT" not in client.extensions:
+            raise DownstreamError("XCLIENT", detail="XCLIENT is not advertised")
+        wanted = set(client.extensions["XCLIENT"].upper().split())
+        client.expect("XCLIENT " + " ".join(_client_attrs(conn, txn, wanted, xclient=True)))
+        client.hello(plugin.helo)
+    elif plugin.xforward and "XFORWARD" in client.extensions:
+        wanted = set(client.extensions["XFORWARD"].upper().split())
+        attrs = _client_attrs(conn, txn, wanted, xclient=False)
+        if attrs and not client.command("XFORWARD " + " ".join(attrs)).ok:
+            plugin.log(LOGWARN, f"{client.name} refused XFORWARD; going on without it")
+    body = " BODY=8BITMIME" if txn.body_type == "8BITMIME" and "8BITMIME" in client.extensions else ""
+    utf8 = " SMTPUTF8" if txn.smtputf8 and "SMTPUTF8" in client.extensions else ""
+    client.expect(f"MAIL FROM:{txn.sender}{body}{utf8}", "MAIL")
+    refused = []
+    for rcpt in txn.recipients:
+        reply = client.command(f"RCPT TO:{rcpt}", "RCPT")
+        if not reply.ok:
+            refused.append((rcpt, reply))
+    if refused:  # all or nothing: a 250 must mean every recipient got it
+        client.command("RSET")
+        code = min(r.code for _, r in refused if r.code < 500) if any(r.code < 500 for _, r in refused) else 554
+        lines = [f"{r.enhanced or f'{r.code // 100}.0.0'} {rcpt} refused by {client.name}: {r}" for rcpt, r in refused]
+        raise DownstreamError("RCPT", Reply(code, lines))
+    client.expect("DATA")
+    client.send_message(txn.message_chunks(eol=b"\n", chunk_size=1 << 18))
+    reply = client.reply("end of data", after_data=True)
+    if not reply.ok:
+        raise DownstreamError("end of data", reply)  # refused: it holds no copy
+    plugin.log(LOGINFO, f"relayed {txn.id} to {client.name}{' with TLS' if client.tls else ''}: {reply}")
+    return OK, f"Queued by {client.name}: {reply.text}"
+
+
+def _client_attrs(conn, txn, wanted, xclient):
+    from qpsmtpd_stdio.smtpclient import xtext
+
+    ip = conn.remote_ip or ""
+    attrs = {"NAME": conn.remote_host or "[UNAVAILABLE]",
+             "ADDR": ("IPv6:" + ip if ":" in ip else ip) or "[UNAVAILABLE]",
+             "PORT": str(conn.remote_port or "[UNAVAILABLE]"),
+             "PROTO": "ESMTP" if conn.esmtp else "SMTP",
+             "HELO": conn.hello_host or "[UNAVAILABLE]"}
+    if xclient:
+        attrs["LOGIN"] = conn.auth_user or "[UNAVAILABLE]"
+    else:
+        attrs.update(IDENT=txn.id, SOURCE="REMOTE")
+    return [f"{k}={v if v.startswith('[') else xtext(v)}" for k, v in attrs.items() if k in wanted]
+
+
+def _tls_context(plugin, mode):
+    import ssl
+
+    context = ssl.create_default_context(cafile=plugin.tls_ca)
+    if mode != "verify":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
