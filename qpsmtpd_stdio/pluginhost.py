@@ -41,6 +41,16 @@ SHIPPED_DIRS = [
 ]
 FAILURE_TEXT = "Internal error - try again later"
 # Hooks whose result is ignored: a failure there is logged and nothing else.
+# Debian's qpsmtpd package keeps old names as shims, and its config uses them,
+# so a Debian config directory loads unchanged.
+COMPAT_NAMES = {
+    "check_relay": "relay",
+    "check_badmailfrom": "badmailfrom",
+    "check_badrcptto": "badrcptto",
+    "check_spamhelo": "badhelo",
+    "check_loop": "loop",
+    "check_earlytalker": "earlytalker",
+}
 RESULT_IGNORED = frozenset(("reset_transaction", "disconnect", "post_connection", "deny", "ok", "logging", "queue_post"))
 
 
@@ -130,10 +140,11 @@ class PluginHost:
     def find(self, name: str) -> str:
         if name.startswith("/") or ".." in name.split("/"):
             raise PluginLoadError(f"plugin {name}: bad name")
-        for d in self.plugin_dirs():
-            path = os.path.join(d, name + ".py")
-            if os.path.isfile(path):
-                return path
+        for candidate in (name, COMPAT_NAMES.get(name)):
+            for d in self.plugin_dirs() if candidate else ():
+                path = os.path.join(d, candidate + ".py")
+                if os.path.isfile(path):
+                    return path
         raise PluginLoadError(f"plugin {name}: not found in {', '.join(self.plugin_dirs())}")
 
     def load_all(self, lines: list[str]) -> None:

@@ -493,3 +493,12 @@ def test_refused_ehlo_mid_transaction_leaves_no_half_transaction(smtp):
     smtp.plugins("nohelo", "rcpt_ok", f"queue/maildir {smtp.maildir}")
     r = smtp.run(dialogue("EHLO good", "MAIL FROM:<a@b.example>", "EHLO bad", "RCPT TO:<x@example.test>", "QUIT"))
     assert r.codes == [220, 250, 250, 550, 503, 221]
+
+
+def test_debian_compat_plugin_names(smtp):
+    smtp.write("badmailfrom", "spammer@example.org")
+    smtp.plugins("check_relay", "check_spamhelo", "check_badmailfrom", "check_badrcptto", "check_loop", "rcpt_ok",
+                 f"queue/maildir {smtp.maildir}")
+    assert smtp.run(simple_session(sender="spammer@example.org")).codes[:3] == [220, 250, 550]
+    assert smtp.run(simple_session()).codes[-2:] == [250, 221]
+    assert len(smtp.messages()) == 1
