@@ -89,6 +89,14 @@ class Plugin:
     def log(self, level: int, message: str) -> None:
         self._host.log(level, message, self.name)
 
+    def client_has_sent(self, wait: float = 0) -> bool:
+        """True if the client has sent octets not yet read as commands, waiting up to `wait` seconds.
+
+        For checks such as earlytalker: a client that talks before the greeting
+        (or before 354) is not a patient SMTP client.
+        """
+        return self._host.client_has_sent(wait)
+
     def register_hook(self, hook: str, function) -> None:
         """Register `function(plugin, txn, ...)` for `hook`, beside any hook_* functions."""
         self.hooks[hook.replace("-", "_")] = function
@@ -128,7 +136,11 @@ class PluginHost:
         self.plugins: list[Plugin] = []
         self._hooks: dict[str, list[tuple[Plugin, object]]] = {}
         self._in_config_hook = False
+        self.input_probe = None  # set by the session: wait -> has the client sent anything?
         self._depth = 0  # nesting of hook calls (logging, config): only the outermost arms the timer
+
+    def client_has_sent(self, wait: float) -> bool:
+        return self.input_probe(wait) if self.input_probe else False
 
     # Loading -----------------------------------------------------------
     def plugin_dirs(self) -> list[str]:

@@ -65,6 +65,7 @@ class Session:
         self.last_result = ""
         self.spool: Spool | None = None
         self.too_big = False
+        host.input_probe = lambda wait: self.proto.buffered > 0 or transport.readable(wait)
 
     # The loop ----------------------------------------------------------
     def run(self) -> None:

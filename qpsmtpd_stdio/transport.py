@@ -47,6 +47,10 @@ class Transport:
             self.transcript.received(data)
         return data
 
+    def readable(self, timeout: float) -> bool:
+        """True if the client has sent something (or closed) within `timeout` seconds."""
+        return bool(self._poll.poll(max(0, int(timeout * 1000))))
+
     def write(self, data: bytes) -> None:
         self._out.append(data)
 
