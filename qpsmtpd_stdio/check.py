@@ -1,0 +1,180 @@
+"""`in.qpsmtpd --check [--config DIR]`: load the config and every plugin as a session would, and report each problem.
+
+For an operator about to let the next connection see an edit: run it from an
+editor's save hook or a deploy script. It prints one line per problem,
+`FILE:LINE: message` as compilers do (so editors can jump to it), then a
+summary, and exits 1 if there was any problem, 0 otherwise.
+
+What it checks:
+- every `$include` in every file of the config dir can be read and does not loop;
+- numeric settings (`timeout`, `databytes`...) are numbers and `loglevel` is a level;
+- each line of `logging` and `plugins` names a plugin that exists (reported at that line);
+- each plugin compiles (reported at the plugin's line and column);
+- each plugin's module code and `register(plugin, *args)` run without raising
+  (reported at the plugin's deepest line in the traceback, else at the config line).
+
+It also warns, without failing, when no plugin has a `queue` hook (every
+message would get 451). No hook but `register` runs and nothing is sent.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import sys
+
+MAX_SCANNED = 1 << 20  # config files larger than this (cdb maps...) are not scanned for $include
+
+
+class Report:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def problem(self, where: str, message: str) -> None:
+        line = f"{where}: {message}"
+        if line not in self.problems:  # a file is read by more than one check
+            self.problems.append(line)
+
+
+def check(config_dir: str | None = None, out=None) -> int:
+    """Check the config dir; print the report to `out` (stdout); 0 if all is well, 1 if not."""
+    from .config import Config, find_config_dir
+
+    out = out or sys.stdout
+    directory = find_config_dir(config_dir)
+    report = Report()
+    if not os.path.isdir(directory):
+        report.problem(directory, "no such config directory")
+    else:
+        config = Config(directory)
+        check_includes(config, report)
+        check_settings(config, report)
+        loaded = check_plugins(config, report)
+        if not report.problems and "queue" not in loaded:
+            report.warnings.append(f"{os.path.join(directory, 'plugins')}: warning: no plugin has a queue hook; "
+                                   "every message will be answered 451")
+    for line in report.problems + report.warnings:
+        out.write(line + "\n")
+    if report.problems:
+        out.write(f"{len(report.problems)} problem(s) in {directory}\n")
+        return 1
+    out.write(f"ok: {directory}\n")
+    return 0
+
+
+def numbered(config, name: str, report: Report) -> list[tuple[str, int, str]]:
+    """The items of config file `name` as (file, line number, item), following `$include` as Config does."""
+    path = config.path(name)
+    return _numbered(config, path, frozenset(), report, path) if path else []
+
+
+def _numbered(config, path: str, seen: frozenset, report: Report, where: str) -> list[tuple[str, int, str]]:
+    real = os.path.realpath(path)
+    if real in seen:
+        report.problem(where, f"$include loop at {path}")
+        return []
+    seen = seen | {real}
+    if os.path.isdir(path):
+        items = []
+        for entry in sorted(os.listdir(path)):
+            if not entry.startswith("."):
+                items += _numbered(config, os.path.join(path, entry), seen, report, where)
+        return items
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        report.problem(where, f"cannot read {path}: {exc.strerror}")
+        return []
+    items = []
+    for lineno, line in enumerate(raw.decode("utf-8", "replace").split("\n"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("$include"):
+            target = line[len("$include"):].strip()
+            if not os.path.isabs(target):
+                target = config.path(target) or os.path.join(config.directory, target)
+            items += _numbered(config, target, seen, report, f"{path}:{lineno}")
+            continue
+        items.append((path, lineno, line))
+    return items
+
+
+def check_includes(config, report: Report) -> None:
+    for entry in sorted(os.listdir(config.directory)):
+        path = os.path.join(config.directory, entry)
+        if entry.startswith(".") or not os.path.isfile(path) or os.path.getsize(path) > MAX_SCANNED:
+            continue
+        numbered(config, entry, report)
+
+
+def check_settings(config, report: Report) -> None:
+    from .constants import DEFAULTS, LOG_LEVEL_NAMES
+
+    for name in DEFAULTS:
+        for path, lineno, item in numbered(config, name, report)[:1]:
+            word = item.split()[0]
+            if name == "loglevel":
+                if not word.isdigit() and word.upper() not in LOG_LEVEL_NAMES:
+                    report.problem(f"{path}:{lineno}", f"loglevel: {word!r} is not 0-7 or a name like LOGINFO")
+            elif not word.isdigit():
+                report.problem(f"{path}:{lineno}", f"{name}: not a number: {word!r}")
+
+
+def check_plugins(config, report: Report) -> set[str]:
+    """Load every plugin of `logging` and `plugins`; the hooks they register."""
+    from .connection_info import identify
+    from .log import Log
+    from . import pluginhost
+
+    def on_alarm(signum, frame):
+        if pluginhost.in_hook:
+            raise pluginhost.HookTimeout()
+
+    previous = _signal.signal(_signal.SIGALRM, on_alarm)
+    host = pluginhost.PluginHost(config, Log(), identify({"TCPREMOTEIP": "127.0.0.1"}),
+                                 timeout=config.get_int("plugin_timeout"))
+    try:
+        for path, lineno, item in numbered(config, "logging", report) + numbered(config, "plugins", report):
+            words = item.split()
+            where = f"{path}:{lineno}"
+            try:
+                plugin_path = host.find(words[0])
+            except pluginhost.PluginLoadError as exc:
+                report.problem(where, str(exc))
+                continue
+            try:
+                host.load(words[0], words[1:])
+            except pluginhost.PluginLoadError as exc:
+                report.problem(*locate(exc, plugin_path, where))
+    finally:
+        _signal.signal(_signal.SIGALRM, previous)
+    return {hook for plugin in host.plugins for hook in plugin.hooks}
+
+
+def locate(exc: Exception, plugin_path: str, where: str) -> tuple[str, str]:
+    """(FILE:LINE, message) for a plugin that failed to load."""
+    cause = exc.__cause__
+    if cause is None:
+        # Not compiled (the cause is dropped on purpose there): compile again for the position.
+        try:
+            with open(plugin_path, "rb") as fh:
+                compile(fh.read(), plugin_path, "exec", dont_inherit=True)
+        except SyntaxError as error:
+            column = f":{error.offset}" if error.offset else ""
+            return f"{plugin_path}:{error.lineno}{column}", f"SyntaxError: {error.msg}"
+        except (OSError, ValueError) as error:
+            return plugin_path, str(error)
+        return where, str(exc)
+    line = None
+    tb = cause.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == plugin_path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    message = f"{type(cause).__name__}: {cause}"
+    if line is None:
+        return where, f"{os.path.basename(plugin_path)}: {message}"
+    return f"{plugin_path}:{line}", f"{message} (loaded from {where})"

@@ -1,0 +1,82 @@
+"""in.qpsmtpd --check: every problem reported as FILE:LINE, exit status 1 on any, 0 when all loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import BIN
+
+
+def check(smtp, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, str(BIN), "--check", *args]
+    if not args:
+        argv += ["--config", str(smtp.dir)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_good_config_passes(smtp):
+    smtp.write("logging", f"logging/file loglevel LOGINFO {smtp.root / 'log'}")
+    smtp.plugin("fine", "def register(plugin, word):\n    plugin.word = word\n")
+    smtp.plugins("fine hello", "relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    done = check(smtp)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == f"ok: {smtp.dir}\n"
+
+
+def test_each_problem_reported_at_its_file_and_line(smtp):
+    plugins = smtp.dir / "plugins"
+    syntax = smtp.plugin("half_saved", "def hook_rcpt(plugin, txn, rcpt, params):\n    return (DENY,\n")
+    raises = smtp.plugin("raises", "import os\n\ndef register(plugin):\n    os.stat('/nonexistent/qpsmtpd-check')\n")
+    smtp.write("more_plugins", "no/such_plugin")
+    smtp.plugins("relay", "half_saved", "raises", "nosuch", "queue/maildir", "$include more_plugins", "rcpt_ok")
+    smtp.write("logging", "# where the log goes\nlogging/nosuch")
+    smtp.write("timeout", "# seconds\nsoon")
+    smtp.write("loglevel", "LOGCHATTY")
+    smtp.write("rcpthosts", "example.test\n$include rcpthosts")
+    smtp.write("badrcptto", "$include /nonexistent/qpsmtpd-check-list")
+    done = check(smtp)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    expected = [
+        f"{syntax}:2:12: SyntaxError: '(' was never closed",
+        f"{raises}:4: FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/qpsmtpd-check' "
+        f"(loaded from {plugins}:3)",
+        f"{plugins}:4: plugin nosuch: not found in",
+        f"plugins/queue/maildir.py:",  # its register() refuses to run without a Maildir path
+        f"{smtp.dir / 'more_plugins'}:1: plugin no/such_plugin: not found in",
+        f"{smtp.dir / 'logging'}:2: plugin logging/nosuch: not found in",
+        f"{smtp.dir / 'timeout'}:2: timeout: not a number: 'soon'",
+        f"{smtp.dir / 'loglevel'}:1: loglevel: 'LOGCHATTY' is not 0-7 or a name like LOGINFO",
+        f"{smtp.dir / 'rcpthosts'}:2: $include loop at {smtp.dir / 'rcpthosts'}",
+        f"{smtp.dir / 'badrcptto'}:1: cannot read /nonexistent/qpsmtpd-check-list: No such file or directory",
+    ]
+    for want in expected:
+        assert any(want in line for line in lines), f"{want!r} not in:\n{done.stdout}"
+    assert "(loaded from " + str(plugins) + ":5)" in done.stdout  # the queue/maildir line
+    assert lines[-1] == f"{len(lines) - 1} problem(s) in {smtp.dir}"
+    assert len(lines) - 1 == len(expected)
+
+
+def test_no_hook_runs_but_register_and_env_names_the_dir(smtp):
+    marker = smtp.root / "connect-ran"
+    smtp.plugin("marker", f"def hook_connect(plugin, txn):\n    open({str(marker)!r}, 'w').close()\n")
+    smtp.plugins("marker", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    env = smtp.env()
+    done = subprocess.run([sys.executable, str(BIN), "--check"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert done.stdout == f"ok: {smtp.dir}\n"
+    assert not marker.exists()
+
+
+def test_missing_queue_plugin_is_a_warning_only(smtp):
+    smtp.plugins("relay", "rcpt_ok")
+    done = check(smtp)
+    assert done.returncode == 0
+    assert "warning: no plugin has a queue hook" in done.stdout
+
+
+def test_missing_config_dir_fails(smtp):
+    done = check(smtp, "--config", str(smtp.root / "nowhere"))
+    assert done.returncode == 1
+    assert f"{smtp.root / 'nowhere'}: no such config directory" in done.stdout
