@@ -21,7 +21,9 @@ the client hears, exactly:
   - after DATA, every recipient 2xx: 250 "Delivered to N recipients".
   - after DATA, no recipient 2xx: 554 if every answer was 5xx; else
     (a 4xx, a timeout, a lost connection) DECLINED, and the client's retry
-    cannot duplicate anything, since no copy was made.
+    duplicates nothing, since no copy was acknowledged (unless the link died
+    after the final dot and the server kept copies it could not confirm:
+    RFC 1047's window, which no relay can close).
   - after DATA, some recipients 2xx and some not (partial success): 250, so
     that a retry never duplicates the delivered copies. The recipients that
     did not get the message are NOT bounced and NOT retried: each is logged

@@ -120,6 +120,7 @@ def hook_queue(plugin, txn):
         plugin.log(LOGINFO, f"{plugin.path} refused {txn.id}: exit {status}: {text}")
         return DENY, text if text[:1] == "5" else f"5.3.0 {text}"
     text = ("timed out" if status is None else "exited 0 without reading everything" if status == 0
-            else f"killed by signal {-status}" if status < 0 else f"exit {status}: {_EXIT.get(status, 'temporary problem')}")
+            else f"killed by signal {-status}" if status < 0
+            else f"exit {status}: {_EXIT.get(status, 'temporary problem')}")
     plugin.log(LOGWARN, f"{plugin.path} failed for {txn.id}: {text}")
     return DECLINED

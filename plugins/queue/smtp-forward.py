@@ -107,7 +107,7 @@ def hook_queue(plugin, txn):
 
 
 def _relay(plugin, txn, client, tls):
-    from qpsmtpd_stdio.smtpclient import DownstreamError, Reply
+    from qpsmtpd_stdio.smtpclient import DownstreamError, Reply, client_attributes, tls_context
 
     client.greeting()
     client.hello(plugin.helo)
@@ -117,7 +117,7 @@ def _relay(plugin, txn, client, tls):
                 raise DownstreamError("TLS", detail="STARTTLS is not offered")
         else:
             try:
-                client.starttls(_tls_context(plugin, tls), client.name.rsplit(":", 1)[0].strip("[]"))
+                client.starttls(tls_context(tls == "verify", plugin.tls_ca), client.name.rsplit(":", 1)[0].strip("[]"))
             except DownstreamError as exc:
                 raise DownstreamError("TLS", detail=exc.detail) from None
             client.hello(plugin.helo)
@@ -126,11 +126,12 @@ def _relay(plugin, txn, client, tls):
         if "XCLIENT" not in client.extensions:
             raise DownstreamError("XCLIENT", detail="XCLIENT is not advertised")
         wanted = set(client.extensions["XCLIENT"].upper().split())
-        client.expect("XCLIENT " + " ".join(_client_attrs(conn, txn, wanted, xclient=True)))
-        client.hello(plugin.helo)
+        attrs = client_attributes(conn, wanted, LOGIN=conn.auth_user or "[UNAVAILABLE]")
+        client.expect("XCLIENT " + " ".join(attrs))
+        client.hello(conn.hello_host or plugin.helo)  # as the client greeted us, as qpsmtpd does
     elif plugin.xforward and "XFORWARD" in client.extensions:
         wanted = set(client.extensions["XFORWARD"].upper().split())
-        attrs = _client_attrs(conn, txn, wanted, xclient=False)
+        attrs = client_attributes(conn, wanted, IDENT=txn.id, SOURCE="REMOTE")
         if attrs and not client.command("XFORWARD " + " ".join(attrs)).ok:
             plugin.log(LOGWARN, f"{client.name} refused XFORWARD; going on without it")
     body = " BODY=8BITMIME" if txn.body_type == "8BITMIME" and "8BITMIME" in client.extensions else ""
@@ -153,29 +154,3 @@ def _relay(plugin, txn, client, tls):
         raise DownstreamError("end of data", reply)  # refused: it holds no copy
     plugin.log(LOGINFO, f"relayed {txn.id} to {client.name}{' with TLS' if client.tls else ''}: {reply}")
     return OK, f"Queued by {client.name}: {reply.text}"
-
-
-def _client_attrs(conn, txn, wanted, xclient):
-    from qpsmtpd_stdio.smtpclient import xtext
-
-    ip = conn.remote_ip or ""
-    attrs = {"NAME": conn.remote_host or "[UNAVAILABLE]",
-             "ADDR": ("IPv6:" + ip if ":" in ip else ip) or "[UNAVAILABLE]",
-             "PORT": str(conn.remote_port or "[UNAVAILABLE]"),
-             "PROTO": "ESMTP" if conn.esmtp else "SMTP",
-             "HELO": conn.hello_host or "[UNAVAILABLE]"}
-    if xclient:
-        attrs["LOGIN"] = conn.auth_user or "[UNAVAILABLE]"
-    else:
-        attrs.update(IDENT=txn.id, SOURCE="REMOTE")
-    return [f"{k}={v if v.startswith('[') else xtext(v)}" for k, v in attrs.items() if k in wanted]
-
-
-def _tls_context(plugin, mode):
-    import ssl
-
-    context = ssl.create_default_context(cafile=plugin.tls_ca)
-    if mode != "verify":
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
