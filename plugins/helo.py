@@ -1,17 +1,24 @@
 r"""helo - check the name a client gives in HELO or EHLO
 
-Arguments: `helo [policy lenient|rfc|strict] [reject 0|1|naughty] [reject_type TYPE] [timeout N]`
+Arguments: `helo [policy lenient|rfc|strict] [dns 0|1] [reject 0|1|naughty] [reject_type TYPE] [timeout N]`
 
   policy       which checks run, in this order (default lenient):
                  lenient  is_in_badhelo, invalid_localhost, is_forged_literal, is_plain_ip
                  rfc      lenient + is_not_fqdn
                  strict   rfc + is_address_literal
+  dns          1: add qpsmtpd's DNS checks to policy rfc (no_forward_dns,
+               no_reverse_dns) and strict (those and no_matching_dns).
+               qpsmtpd runs them in rfc/strict always; here they are asked
+               for, since they make HELO wait for DNS and refuse every client
+               without reverse DNS (qpsmtpd advises reject 0 with them).
+               Default 0.
   reject       1 (default): refuse HELO/EHLO; 0: only log; naughty: store the
                refusal in the connection note `naughty` for a later `naughty`
                plugin (none ships yet: until then the failure is only logged).
   reject_type  disconnect (default: 550, then hang up), perm (550), temp
                (450), temp_disconnect (421). (qpsmtpd 0.94 ignores it.)
-  timeout      DNS timeout: accepted, unused until the DNS checks come.
+  timeout      accepted for qpsmtpd's config; the DNS timeouts are the
+               config files dns_timeout and dns_budget (qpsmtpd_stdio/dns.py).
 
 Config files:
   badhelo  one name or pattern a line. A line holding any of {}[]()^$|*+?\!
@@ -20,9 +27,15 @@ Config files:
            Other lines are names, compared case-insensitively. Every line is
            checked (qpsmtpd 0.94 stops at the first pattern line).
 
-Not yet: qpsmtpd's DNS checks (rfc: no_forward_dns, no_reverse_dns; strict:
-no_matching_dns; the notes helo_forward_match/helo_reverse_match) need
-lookups and come with the DNS work in a later issue; they are skipped.
+The DNS checks (`dns 1`): the client's PTR query goes out at connect, the
+name's A and AAAA at HELO. no_forward_dns refuses a name with no A/AAAA
+("HELO hostname does not exist" on NXDOMAIN, else "HELO hostname did not
+resolve"), no_reverse_dns a client with no PTR ("no reverse DNS for IP");
+a DNS failure skips the check and no_matching_dns (never a refusal). They set the
+connection notes helo_forward_match (an address of the name is the
+client's, or in its /24, as qpsmtpd) and helo_reverse_match (a PTR name is
+the name, or shares its last two labels); no_matching_dns refuses when
+neither is set ("That HELO hostname fails FCrDNS").
 
 Replies: "I do not believe you are NAME." (listed in badhelo), "Your HELO
 hostname is not allowed" (badhelo pattern), "You are not localhost"
@@ -43,7 +56,8 @@ Example config/plugins line:
 
 import re
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG, LOGINFO, LOGWARN
+from qpsmtpd_stdio import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG, LOGINFO, LOGWARN,
+                            dns)
 
 MAX_CHECKED = 255  # a domain name is at most 255 octets; longer input never reaches a regex
 _REGEX_CHARS = frozenset("{}[]()^$|*+?\\!")
@@ -53,16 +67,24 @@ _FQDN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 _LENIENT = ("is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip")
 _POLICIES = {"lenient": _LENIENT, "rfc": _LENIENT + ("is_not_fqdn",),
              "strict": _LENIENT + ("is_not_fqdn", "is_address_literal")}
+_DNS_CHECKS = {"lenient": (), "rfc": ("no_forward_dns", "no_reverse_dns"),
+               "strict": ("no_forward_dns", "no_reverse_dns", "no_matching_dns")}
 
 
 def register(plugin, *args):
-    plugin.opts = plugin.options({"policy": "lenient", "reject": "1", "reject_type": "disconnect"})
+    plugin.opts = plugin.options({"policy": "lenient", "dns": "0", "reject": "1", "reject_type": "disconnect"})
     policy = plugin.opts["policy"].lower()
     if policy not in _POLICIES:
         raise ValueError(f"helo: unknown policy {policy!r} (lenient, rfc or strict)")
-    plugin.tests = [globals()[name] for name in _POLICIES[policy]]
-    if policy != "lenient":
-        plugin.log(LOGDEBUG, "DNS checks (no_forward_dns, no_reverse_dns, no_matching_dns) not yet done; skipped")
+    checks = _POLICIES[policy] + (_DNS_CHECKS[policy] if plugin.opts["dns"] == "1" else ())
+    plugin.tests = [globals()[name] for name in checks]
+    plugin.uses_dns = checks != _POLICIES[policy]
+
+
+def hook_connect(plugin, txn):
+    if plugin.uses_dns and dns.ptr_name(plugin.connection.remote_ip):
+        dns.resolver(plugin).query(dns.ptr_name(plugin.connection.remote_ip), "PTR")  # read at HELO
+    return DECLINED
 
 
 def hook_helo(plugin, txn, host):
@@ -70,6 +92,9 @@ def hook_helo(plugin, txn, host):
     if conn.relay_client or conn.notes.get("whitelisthost"):
         plugin.log(LOGINFO, "skip, relay client or whitelisted")
         return DECLINED
+    conn.notes.pop("helo_forward_match", None)
+    conn.notes.pop("helo_reverse_match", None)
+    plugin.dns_failed = False
     for test in plugin.tests:
         failed = test(plugin, host)
         if failed:
@@ -142,6 +167,50 @@ def is_address_literal(plugin, host):
     if _literal(host) is not None:
         return "RFC 2821 allows an address literal, but we do not", "bracketed IP"
     return None
+
+
+def no_forward_dns(plugin, host):
+    if _literal(host) is not None:
+        return None
+    answers = dns.resolver(plugin).lookup_many([(host, "A"), (host, "AAAA")])
+    if all(a.status == "NXDOMAIN" for a in answers):
+        return "HELO hostname does not exist", "no such host"
+    addresses = [address for a in answers for address in a.records]
+    if not addresses and any(a.temporary for a in answers):
+        plugin.log(LOGINFO, f"skip no_forward_dns: {answers[0].status}/{answers[1].status}")
+        plugin.dns_failed = True
+    elif not addresses:
+        return "HELO hostname did not resolve", "no forward DNS"
+    ip = _normal_ip(plugin.connection.remote_ip) or ""
+    for address in map(_normal_ip, addresses):
+        if address == ip or ("." in ip and (address or "").rpartition(".")[0] == ip.rpartition(".")[0]):
+            plugin.connection.notes["helo_forward_match"] = 1  # the client's address, or its /24
+    return None
+
+
+def no_reverse_dns(plugin, host):
+    ip = plugin.connection.remote_ip
+    if not dns.ptr_name(ip):
+        return None
+    answer = dns.resolver(plugin).lookup(dns.ptr_name(ip), "PTR")
+    if answer.temporary:
+        plugin.log(LOGINFO, f"skip no_reverse_dns: {answer.status}")
+        plugin.dns_failed = True
+        return None
+    if not answer.records:
+        return f"no reverse DNS for {ip}", "no rDNS"
+    host = host.lower().rstrip(".")
+    for name in (n.lower() for n in answer.records if "." in n):
+        if name == host or name.split(".")[-2:] == host.split(".")[-2:]:
+            plugin.connection.notes["helo_reverse_match"] = 1  # the name, or the same last two labels
+    return None
+
+
+def no_matching_dns(plugin, host):
+    notes = plugin.connection.notes
+    if notes.get("helo_forward_match") or notes.get("helo_reverse_match") or plugin.dns_failed:
+        return None
+    return "That HELO hostname fails FCrDNS", "no matching DNS"
 
 
 def _is_ipv4(text):
