@@ -74,8 +74,10 @@ class Log:
             prefix += f" ({hook})"
         if plugin:
             prefix += f" {plugin}:"
-        # One record, one line: a client's CR or LF must not forge log lines.
+        # One record, one line: a client's CR or LF (or \x85, U+2028...) must not forge log lines.
         message = message.replace("\r", "\\r").replace("\n", "\\n ")
+        if not message.isprintable():
+            message = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
         return f"{prefix} {message}"
 
     def _default(self, level: int, message: str, plugin: str) -> None:

@@ -31,7 +31,9 @@ from .constants import (
     DONE,
     LOGDEBUG,
     LOGERROR,
+    LOGINFO,
     OK,
+    REJECT_TYPES,
     RETURN_CODE_NAMES,
 )
 
@@ -108,6 +110,71 @@ class Plugin:
         for i in range(0, len(pairs) - 1, 2):
             opts[pairs[i].lower()] = pairs[i + 1]
         return opts
+
+    def is_immune(self, txn=None, *, quiet: bool = False) -> bool:
+        """True if this client is not to be checked (qpsmtpd's is_immune).
+
+        Immune: a relay client (the `relay` plugin, RELAYCLIENT, or AUTH, which
+        makes one; `auth_user` is checked too), a connection noted
+        `whitelisthost`, or, given `txn`, a sender noted `whitelistsender`.
+        Logs why at LOGINFO ("skip, relay client", "skip, whitelisted") unless
+        `quiet`.
+        """
+        conn = self.connection
+        if conn.relay_client or conn.auth_user:
+            why = "relay client"
+        elif conn.notes.get("whitelisthost") or (txn is not None and txn.notes.get("whitelistsender")):
+            why = "whitelisted"
+        else:
+            return False
+        if not quiet:
+            self.log(LOGINFO, f"skip, {why}")
+        return True
+
+    def get_reject(self, message, why: str = "", *, default_type: str = "perm", enhanced: str | None = None):
+        """The hook result for a failed check, by the `reject` and `reject_type` arguments (qpsmtpd's get_reject).
+
+        The arguments are read from `plugin.opts` if register() set it, else
+        from plugin.options(). `reject`:
+          0        log "fail, tolerated: WHY" and return DECLINED;
+          naughty  append `message` to the connection note `naughty` (CRLF
+                   between entries; a list's lines too), set the note
+                   `naughty_reject_type` unless set, log "fail, NAUGHTY: WHY",
+                   return DECLINED, for a later `naughty` plugin to refuse;
+          else     (1, the default) log "fail: WHY" (only if `why` is given:
+                   the refusal shows anyway, in its reply) and return
+                   (code, message), the code from `reject_type`:
+                   perm/hard DENY, temp/soft DENYSOFT, disconnect
+                   DENY_DISCONNECT, temp_disconnect DENYSOFT_DISCONNECT.
+        `default_type` stands for a missing or unknown reject_type. `message`
+        is a string or a list of reply lines. `enhanced` ("1.1") is put before
+        each line of a refusal as an RFC 3463 code, its class (4 or 5) taken
+        from the code: "5.1.1 text" or "4.1.1 text"; the naughty note gets
+        `message` as it is.
+        """
+        opts = getattr(self, "opts", None)
+        if opts is None:
+            opts = self.options()
+        how = str(opts.get("reject", "1")).lower()
+        detail = f": {why}" if why else ""
+        if how == "0":
+            self.log(LOGINFO, f"fail, tolerated{detail}")
+            return DECLINED
+        reject_type = opts.get("reject_type", default_type)
+        if how == "naughty":
+            text = message if isinstance(message, str) else "\r\n".join(message)
+            notes = self.connection.notes
+            notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
+            notes.setdefault("naughty_reject_type", reject_type)
+            self.log(LOGINFO, f"fail, NAUGHTY{detail}")
+            return DECLINED
+        if why:
+            self.log(LOGINFO, f"fail{detail}")
+        code = REJECT_TYPES.get(str(reject_type).lower(), REJECT_TYPES[default_type])
+        if enhanced:
+            prefix = f"{'5' if code in (DENY, DENY_DISCONNECT) else '4'}.{enhanced} "
+            message = prefix + message if isinstance(message, str) else [prefix + line for line in message]
+        return code, message
 
 
 class HookResult:
@@ -330,12 +397,15 @@ def load_code(path: str):
     except ValueError as exc:  # e.g. NUL bytes in the source
         raise PluginLoadError(f"cannot compile {path}: {exc}") from None
     if not sys.dont_write_bytecode:
+        tmp = f"{cache}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
-            tmp = f"{cache}.{os.getpid()}.tmp"
             with open(tmp, "wb") as fh:
                 fh.write(key + marshal.dumps(code))
             os.replace(tmp, cache)
         except OSError:
-            pass  # a read-only plugin dir only costs a compile
+            try:  # a read-only or full plugin dir only costs a compile
+                os.unlink(tmp)
+            except OSError:
+                pass
     return code

@@ -5,7 +5,9 @@ Nothing here touches a file descriptor. Two rules keep it safe:
   arrives (memory stays bounded) and reported once, when its LF comes.
 - DATA ends only at <CRLF>.<CRLF>. A bare LF or bare CR never starts a line,
   so `\\n.\\r\\n`, `\\r.\\r`, `\\n.\\n` and the like are message text, never an end
-  (SMTP smuggling). A line that starts with a dot loses that dot (RFC 5321 4.5.2).
+  (SMTP smuggling). That holds for the first line too: after a DATA command
+  that ended in a bare LF, a `.` line is text, not an (empty) end.
+  A line that starts with a dot loses that dot (RFC 5321 4.5.2).
 The scanner looks only for b"\\r\\n." with bytes.find, so its cost per octet
 does not depend on how many lines a message has.
 """
@@ -61,6 +63,7 @@ class ReceiveBuffer:
         self._discarding = False   # inside an over-long command line
         self._too_long = False     # an over-long line ended; report it next
         self._at_line_start = True  # DATA: the next octet begins a line
+        self._may_end = True        # DATA: that line follows a CRLF, so "." there is the end
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -75,6 +78,10 @@ class ReceiveBuffer:
             self._too_long = True
             data = data[i + 1:]
         self._buf += data
+
+    def peek(self, n: int) -> bytes:
+        """The first `n` octets buffered (fewer if fewer arrived), left in place."""
+        return bytes(self._buf[:n])
 
     def clear(self) -> None:
         """Forget everything buffered (after STARTTLS, per RFC 3207)."""
@@ -101,8 +108,10 @@ class ReceiveBuffer:
             self._discarding = True
         return None
 
-    def start_data(self) -> None:
+    def start_data(self, after_crlf: bool = True) -> None:
+        """DATA was accepted; `after_crlf` is false if its command line ended in a bare LF."""
         self._at_line_start = True
+        self._may_end = after_crlf
 
     def take_data(self) -> tuple[bytes, bool]:
         """Dot-unstuffed message bytes available now, and whether <CRLF>.<CRLF> was reached.
@@ -119,7 +128,7 @@ class ReceiveBuffer:
             if self._at_line_start:
                 if buf[pos] == _DOT:
                     rest = n - pos
-                    if rest >= 3 and buf[pos + 1] == _CR and buf[pos + 2] == _LF:
+                    if rest >= 3 and buf[pos + 1] == _CR and buf[pos + 2] == _LF and self._may_end:
                         pos += 3
                         ended = True
                         break
@@ -127,6 +136,7 @@ class ReceiveBuffer:
                         break  # ".", ".\r": wait for the next octet
                     pos += 1  # dot-unstuffing
                 self._at_line_start = False
+                self._may_end = True
                 continue
             i = buf.find(_CRLF_DOT, pos)
             if i >= 0:
