@@ -11,7 +11,7 @@ import _signal
 import os
 import sys
 
-USAGE = """usage: in.qpsmtpd [--config DIR] [--transcript FILE]
+USAGE = """usage: in.qpsmtpd [--config DIR] [--transcript FILE] [--smtps]
        in.qpsmtpd --check [--config DIR]
 
 Runs one SMTP session on standard input and output (or on the socket passed
@@ -22,6 +22,9 @@ as fd 3 by systemd's LISTEN_FDS protocol). The config directory is
   --transcript FILE  append every line in and out, with timestamps, to FILE
                      (AUTH payloads masked); config file `transcript` does
                      the same
+  --smtps            start TLS before the greeting (SMTPS, port 465; needs
+                     the tls plugin); config file `smtps` holding 1 does the
+                     same, as does a connection to port 465
   --check            load the config and every plugin, report each problem
                      as FILE:LINE: message, and exit 1 if there is any
 """
@@ -41,6 +44,8 @@ def parse_args(argv: list[str]) -> dict:
             opts[_VALUED[name]] = value
         elif arg == "--check":
             opts["check"] = True
+        elif arg == "--smtps":
+            opts["smtps"] = True
         elif arg in ("-h", "--help"):
             opts["help"] = True
         else:
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             transcript_path = os.path.join(config.directory, transcript_path)
         transport.transcript = Transcript.open(transcript_path, connection, log)
     try:
-        serve(config, log, transport, connection)
+        serve(config, log, transport, connection, smtps=opts.get("smtps", False))
         transport.close()  # lingering close: no RST may destroy the last reply
     except Terminate:
         pass
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve(config, log, transport, connection):
+def serve(config, log, transport, connection, smtps: bool = False):
     """Load the logging plugins and the plugins, then run one session over `transport`.
 
     Returns the Session, or None when a plugin failed to load (the client then
@@ -128,7 +133,7 @@ def serve(config, log, transport, connection):
     from .session import Session
 
     host = PluginHost(config, log, connection, timeout=config.get_int("plugin_timeout"))
-    session = Session(config, log, transport, connection, host)
+    session = Session(config, log, transport, connection, host, smtps=smtps)
     try:
         host.load_all(config.get("logging"))
         if host.has("logging"):

@@ -8,6 +8,12 @@ the next event is taken; the reply's code decides the next state, from the
 TRANSITIONS table below. Everything that decides what is legal in which state
 lives in this file. Policy (who may relay, what a plugin says) does not: that
 is the session's job.
+
+Two replies change more than the state. A 220 to STARTTLS drops every octet
+received so far, so nothing sent in plaintext can pose as part of the TLS
+session (CVE-2011-0411); the caller then starts TLS and EHLO is needed again.
+A 334 to AUTH starts a SASL exchange (RFC 4954): each following line is an
+AuthResponse, not a command, until a reply other than 334 ends it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ READY = "READY"          # HELO/EHLO accepted; no mail transaction
 MAIL = "MAIL"            # sender accepted
 RCPT = "RCPT"            # at least one recipient accepted
 DATA = "DATA"            # 354 sent; the message is arriving
+SASL = "SASL"            # inside an AUTH exchange: lines are AuthResponse events
 REJECTED = "REJECTED"    # 554 greeting: only QUIT is served (RFC 5321 3.1)
 CLOSED = "CLOSED"        # 221 or 421 sent, or the client went away
 
@@ -30,13 +37,14 @@ _ANYTIME = {"HELO": READY, "EHLO": READY, "NOOP": None, "VRFY": None, "HELP": No
 
 # state -> {verb: state after a 2xx/3xx reply (None: unchanged)}
 TRANSITIONS: dict[str, dict[str, str | None]] = {
-    GREETED: {**_ANYTIME, "RSET": GREETED},
-    READY: {**_ANYTIME, "RSET": READY, "MAIL": MAIL},
+    GREETED: {**_ANYTIME, "RSET": GREETED, "STARTTLS": GREETED},
+    READY: {**_ANYTIME, "RSET": READY, "MAIL": MAIL, "STARTTLS": GREETED, "AUTH": READY},
     MAIL: {**_ANYTIME, "RSET": READY, "RCPT": RCPT},
     RCPT: {**_ANYTIME, "RSET": READY, "RCPT": RCPT, "DATA": DATA},
     REJECTED: {"QUIT": CLOSED},
 }
-KNOWN_VERBS = frozenset(("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"))
+KNOWN_VERBS = frozenset(("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT",
+                         "STARTTLS", "AUTH"))
 
 # Replies for a known verb out of sequence: (state, verb) -> (code, enhanced, text)
 _SEQUENCE_ERRORS = {
@@ -48,7 +56,20 @@ _SEQUENCE_ERRORS = {
     (MAIL, "MAIL"): (503, "5.5.1", "nested MAIL command"),
     (MAIL, "DATA"): (503, "5.5.1", "RCPT first"),
     (RCPT, "MAIL"): (503, "5.5.1", "nested MAIL command"),
+    (GREETED, "AUTH"): (503, "5.5.1", "please say EHLO first ..."),
+    (MAIL, "AUTH"): (503, "5.5.1", "AUTH is not permitted during a mail transaction"),
+    (RCPT, "AUTH"): (503, "5.5.1", "AUTH is not permitted during a mail transaction"),
+    (MAIL, "STARTTLS"): (503, "5.5.1", "STARTTLS is not permitted during a mail transaction"),
+    (RCPT, "STARTTLS"): (503, "5.5.1", "STARTTLS is not permitted during a mail transaction"),
 }
+# Verbs refused once something happened: verb -> ((attribute that records it, the reply), ...).
+# No STARTTLS after AUTH either: what TLS protects must include the credentials.
+_ONCE = {
+    "STARTTLS": (("tls", (503, "5.5.1", "TLS already active")),
+                 ("authenticated", (503, "5.5.1", "STARTTLS is not permitted after AUTH"))),
+    "AUTH": (("authenticated", (503, "5.5.1", "already authenticated")),),
+}
+SASL_LINE_LIMIT = 12288  # octets of an AUTH line or SASL response, CRLF included (RFC 4954 4)
 _REJECTED_ERROR = (503, "5.7.0", "connection refused; only QUIT is served")
 
 # Octets refused in a command line: controls and DEL (CR and LF are the line end).
@@ -94,7 +115,9 @@ class Reply:
             if self.enhanced and not has_enhanced_code(line):
                 line = f"{self.enhanced} {line}" if line else self.enhanced
             sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{line}".rstrip(" ") + "\r\n")
+            # Always "CODE SP" or "CODE -", even with no text: clients and the
+            # `^[2-5]\d\d[ -]` check both read the fourth octet.
+            out.append(f"{self.code}{sep}{line}\r\n")
         return "".join(out).encode("utf-8", "replace")
 
 
@@ -149,6 +172,18 @@ class BadLine:
         self.reply = reply
 
 
+class AuthResponse:
+    """The client's answer to a 334 challenge: `line` without its CRLF (base64 text, or "*" to cancel)."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    def __repr__(self) -> str:
+        return "AuthResponse(***)"  # it carries a password: never in a log or a traceback
+
+
 class MessageData:
     """Dot-unstuffed message octets, in order."""
 
@@ -191,6 +226,9 @@ class ServerConnection:
         self._pending: object = None  # the event awaiting its reply
         self._stats: DataStats | None = None
         self._message_ended = False
+        self._command_crlf = True  # the last command line ended in CRLF (not a bare LF)
+        self.tls = False            # STARTTLS answered 220; the caller sets it for TLS from the start (SMTPS)
+        self.authenticated = False  # AUTH answered 235
 
     @property
     def buffered(self) -> int:
@@ -215,24 +253,37 @@ class ServerConnection:
             raise ProtocolError("connection is closed")
         if self.state == DATA:
             return self._next_data_event()
-        line = self._rx.take_line(self.max_command_length)
+        sasl = self.state == SASL
+        limit = self.max_command_length
+        if sasl or self._rx.peek(5).upper() == b"AUTH ":
+            limit = max(limit, SASL_LINE_LIMIT)  # room for an initial response
+        line = self._rx.take_line(limit)
         if line is None:
             return ConnectionClosed(False) if self._eof else NEED_DATA
         if line is LINE_TOO_LONG:
+            if sasl:
+                return self._expect(BadLine(Reply(500, "Authentication Exchange line is too long", "5.5.6")))
             return self._expect(BadLine(Reply(500, "Line too long", "5.5.2")))
-        line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+        self._command_crlf = line.endswith(b"\r\n")
+        line = line[:-2] if self._command_crlf else line[:-1]
         if len(line.translate(None, _CONTROLS)) != len(line):
             return self._expect(BadLine(Reply(500, "Control characters are not allowed in commands", "5.5.2")))
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             return self._expect(BadLine(Reply(500, "Command is not valid UTF-8", "5.5.2")))
+        if sasl:
+            return self._expect(AuthResponse(text))
         verb, _, arg = text.partition(" ")
         command = Command(verb.upper(), arg)
         legal = TRANSITIONS[self.state]
         if command.verb not in legal and (command.verb in KNOWN_VERBS or self.state == REJECTED):
             code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, command.verb), _REJECTED_ERROR)
             return self._expect(OutOfSequence(command, Reply(code, message, enhanced)))
+        if command.verb in legal:
+            for attribute, (code, enhanced, message) in _ONCE.get(command.verb, ()):
+                if getattr(self, attribute):
+                    return self._expect(OutOfSequence(command, Reply(code, message, enhanced)))
         return self._expect(command)
 
     def _next_data_event(self) -> object:
@@ -265,12 +316,22 @@ class ServerConnection:
             self.state = {220: GREETED, 554: REJECTED}.get(code, CLOSED)
         elif isinstance(event, EndOfMessage):
             self.state = READY
+        elif self.state == SASL or (isinstance(event, Command) and event.verb == "AUTH"):
+            # 334: the exchange goes on; anything else ends it (RFC 4954 4).
+            self.state = SASL if code == 334 else READY
+            self.authenticated = self.authenticated or code == 235
+        elif isinstance(event, Command) and event.verb == "STARTTLS":
+            if code == 220:
+                # RFC 3207 4.2: nothing received before the handshake may count (CVE-2011-0411).
+                self._rx.clear()
+                self.tls = True
+                self.state = GREETED
         elif isinstance(event, Command) and 200 <= code < 400:
             new_state = TRANSITIONS[self.state].get(event.verb, None)
             if new_state is not None:
                 self.state = new_state
             if self.state == DATA:
-                self._rx.start_data()
+                self._rx.start_data(after_crlf=self._command_crlf)
                 self._stats = DataStats()
         return reply.to_bytes()
 

@@ -45,8 +45,13 @@ def received_lines(me: str, connection, txn) -> list[str]:
     else:
         lines = [f"from {helo}"]  # not a TCP connection (a pipe): nothing to say
     by = f"by {safe(me)} ({SOFTWARE}/{VERSION}) with {protocol_name(connection, txn)}"
-    if connection.tls:
-        by += f" ({safe(str(connection.tls), 128)})"
+    tls = connection.tls
+    if tls:
+        # As Postfix: (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256 bits))
+        version, cipher, bits = getattr(tls, "version", ""), getattr(tls, "cipher", ""), getattr(tls, "bits", 0)
+        if version and cipher:
+            lines.append(by)  # a line of its own: the field stays readable
+            by = f"(using {safe(version, 16)} with cipher {safe(cipher, 64)} ({int(bits)} bits))"
     lines.append(f"{by} id {txn.id}")
     if len(txn.recipients) == 1:
         lines.append(f"for <{safe(txn.recipients[0].address, 300)}>; {rfc5322_date()}")

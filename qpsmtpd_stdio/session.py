@@ -3,6 +3,11 @@
 The mapping from a hook's result to the reply follows qpsmtpd (see README
 "Hooks"), with two deliberate changes: a plugin that fails answers 4xx
 instead of being skipped, and every reply carries an RFC 3463 enhanced code.
+
+TLS and AUTH: a plugin that sets `plugin.tls_context` (a callable returning
+an ssl.SSLContext, called only when TLS starts) makes STARTTLS and SMTPS
+work; plugins with `auth` / `auth_<mech>` hooks make AUTH work (auth.py holds
+the SASL mechanisms and the policy).
 """
 
 from __future__ import annotations
@@ -44,8 +49,13 @@ class Disconnect(Exception):
     """The session is over (421, 221, a *_DISCONNECT result)."""
 
 
+# Hooks that make AUTH available (auth.available() says which mechanisms); listed here so
+# that a session without auth plugins never imports auth.py.
+_AUTH_HOOKS = ("auth", "auth_plain", "auth_login", "auth_cram_md5")
+
+
 class Session:
-    def __init__(self, config, log, transport, connection, host) -> None:
+    def __init__(self, config, log, transport, connection, host, smtps: bool = False) -> None:
         self.config = config
         self.log = log
         self.transport = transport
@@ -65,11 +75,18 @@ class Session:
         self.last_result = ""
         self.spool: Spool | None = None
         self.too_big = False
+        self.spool_error = False  # a spool write failed (disk full): this message gets 451
+        self.smtps = smtps         # TLS before the greeting (--smtps)
+        self.sasl = None           # the auth.Exchange under way
+        self.auth_failures = 0
+        self._auth_policy = None
         host.input_probe = lambda wait: self.proto.buffered > 0 or transport.readable(wait)
 
     # The loop ----------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.implicit_tls():
+                self.smtps_handshake()
             self.greet()
             while self.proto.state != p.CLOSED:
                 event = self.proto.next_event()
@@ -104,9 +121,22 @@ class Session:
             self.log(LOGNOTICE, "session time limit reached")
             self.fail(Reply(421, f"{self.me} Error: session time limit exceeded", "4.4.2"))
             raise Disconnect()
-        data = self.transport.read(min(self.timeout, remaining))
+        wait = min(self.timeout, remaining)
+        try:
+            data = self.transport.read(wait)
+        except Timeout:
+            if wait >= self.timeout:
+                raise
+            self.log(LOGNOTICE, "session time limit reached")
+            self.fail(Reply(421, f"{self.me} Error: session time limit exceeded", "4.4.2"))
+            raise Disconnect() from None
         if self.log.level >= LOGDEBUG and data and self.proto.state != p.DATA:
-            self.log(LOGDEBUG, f"<- {data[:512]!r}")
+            shown = data[:512]
+            if self.proto.state == p.SASL or b"AUTH " in shown.upper():
+                from .auth import mask
+
+                shown = mask(shown, self.proto.state == p.SASL)  # never a password in the log
+            self.log(LOGDEBUG, f"<- {shown!r}")
         return data
 
     def fail(self, reply: Reply) -> None:
@@ -143,12 +173,21 @@ class Session:
                 self.unrecognized(event)
             else:
                 handler(event.arg)
+        elif isinstance(event, p.AuthResponse):
+            if self.sasl is None:
+                # A plugin answered AUTH itself (unrecognized_command): the exchange's lines go to it too.
+                verb, _, arg = event.line.partition(" ")
+                self.unrecognized(p.Command(verb.upper(), arg))
+            else:
+                self.sasl_step(self.sasl.respond(event.line))
         elif isinstance(event, p.MessageData):
             self.spool_data(event.data)
         elif isinstance(event, p.EndOfMessage):
             self.end_of_data(event.stats)
         elif isinstance(event, (p.OutOfSequence, p.BadLine)):
             self.protocol_error(event.reply)
+            if self.proto.state != p.SASL:
+                self.sasl = None  # a bad line inside an AUTH exchange ends it
         elif isinstance(event, p.ConnectionClosed):
             if event.in_data:
                 self.log(LOGNOTICE, "client disconnected during DATA; nothing queued")
@@ -235,7 +274,9 @@ class Session:
             return
         lines = [greeting, "PIPELINING", "8BITMIME", f"SIZE {self.databytes}" if self.databytes else "SIZE",
                  "ENHANCEDSTATUSCODES", "SMTPUTF8"]
-        self.answer(result, _HELO_REPLIES, Reply(250, lines + conn.capabilities))
+        mechanisms = self.auth_mechanisms()
+        auth = ["AUTH " + " ".join(mechanisms)] if mechanisms else []
+        self.answer(result, _HELO_REPLIES, Reply(250, lines + conn.capabilities + auth))
 
     # MAIL / RCPT ---------------------------------------------------------
     def cmd_mail(self, arg: str) -> None:
@@ -254,6 +295,11 @@ class Session:
         txn.sender, txn.mail_params = sender, params
         txn.smtputf8 = "SMTPUTF8" in params
         txn.body_type = (params.get("BODY") or "7BIT").upper()
+        if "AUTH" in params:
+            from .auth import decode_xtext
+
+            # RFC 4954 5: the submitter is believed from an authenticated client only; from anyone else it is <>.
+            txn.auth_sender = decode_xtext(params["AUTH"]) if self.connection.auth_user else "<>"
         result = self.host.run("mail", txn, sender, params)
         ok = self.answer(result, {
             DENY: (550, "5.7.1", f"{sender}, denied"),
@@ -279,6 +325,14 @@ class Session:
             elif key == "SMTPUTF8":
                 if value is not None:
                     return Reply(501, "SMTPUTF8 takes no value", "5.5.4")
+            elif key == "AUTH" and self.auth_loaded():
+                from .auth import decode_xtext
+
+                try:
+                    if not decode_xtext(value or ""):
+                        raise ValueError("empty")
+                except ValueError:
+                    return Reply(501, "Bad AUTH parameter", "5.5.4")
             else:
                 return Reply(555, f"Unsupported parameter {key}", "5.5.4")
         return None
@@ -353,15 +407,19 @@ class Session:
             return
         spool_dir = self.config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
         self.spool = Spool(spool_dir, self.config.get_int("size_threshold"))
-        self.too_big = False
+        self.too_big = self.spool_error = False
 
     def spool_data(self, data: bytes) -> None:
-        if self.too_big:
+        if self.too_big or self.spool_error:
             return
         if self.databytes and self.spool.size + len(data) > self.databytes:
             self.too_big = True  # keep reading to the end, store nothing more
             return
-        self.spool.write(data)
+        try:
+            self.spool.write(data)
+        except OSError as exc:  # disk full: this message fails, the session goes on
+            self.log(LOGERROR, f"spool error: {exc}; the message will get 451")
+            self.spool_error = True
 
     def end_of_data(self, stats) -> None:
         txn = self.txn
@@ -381,6 +439,8 @@ class Session:
         self.reset_transaction()
 
     def check_message(self, stats) -> Reply | None:
+        if self.spool_error:
+            return Reply(451, "Local error in processing - try again later", "4.3.0")
         if self.too_big:
             return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
         if (stats.bare_lf or stats.bare_cr) and self.bare_newline == "reject":
@@ -410,6 +470,8 @@ class Session:
         denied = _stage_reply(result, "Message denied")
         if denied:
             return self.finish_denied(denied, result)
+        if self.connection.auth_user:
+            self.add_authentication_results(txn)
         result = self.host.run("queue_pre", txn)
         if result.code not in (OK, DECLINED, DONE):
             return self.finish_denied(Reply(451, result.lines or ["Queuing failed - try again later"], "4.3.0"), result)
@@ -420,8 +482,10 @@ class Session:
         if result.code == DECLINED:
             self.log(LOGWARN, "no queue plugin accepted the message")
             return Reply(451, "Queuing declined or disabled; try again later", "4.3.0")
-        if result.code == DONE and result.lines:
+        if result.code == DONE and result.lines and result.lines[0][:3].isdigit():
             return Reply(int(result.lines[0][:3]), result.lines[0][4:], None)
+        if result.code == DONE:
+            return Reply(250, result.lines or ["Queued"], "2.0.0")
         return self.finish_denied(_stage_reply(result, "Message denied") or Reply(451, "Queuing failed", "4.3.0"), result)
 
     def finish_denied(self, reply: Reply, result) -> Reply:
@@ -433,6 +497,188 @@ class Session:
         if self.spool is not None:
             self.spool.close()
             self.spool = None
+
+    def add_authentication_results(self, txn) -> None:
+        """`Authentication-Results: ME; auth=pass smtp.auth=USER` (RFC 8601), unless a plugin wrote the field.
+
+        The auth entry is in the connection's notes, where a DNS plugin writing
+        its own field in data_post finds it too.
+        """
+        if txn.notes.get("authentication_results_written"):
+            return
+        authserv = self.config.get_one("me-auth-results") or self.me
+        if authserv.lower() == "none":
+            return
+        entries = [e for e in (self.connection.notes.get("authentication_results"), txn.notes.get("authentication_results")) if e]
+        txn.header.add("Authentication-Results", f"{authserv}; " + "; ".join(entries), prepend=True)
+        txn.notes["authentication_results_written"] = True
+
+    # STARTTLS --------------------------------------------------------------
+    def tls_provider(self):
+        """The `tls_context` callable of the plugin that provides TLS, or None (none does, or the transport cannot)."""
+        if not hasattr(self.transport, "start_tls"):
+            return None
+        for plugin in self.host.plugins:
+            make = getattr(plugin, "tls_context", None)
+            if callable(make):
+                return make
+        return None
+
+    def tls_context(self, make):
+        """The plugin's SSLContext, or None (logged) if it cannot be made: a missing or unreadable certificate."""
+        try:
+            return make()
+        except Exception as exc:
+            self.log(LOGERROR, f"cannot start TLS: {exc}")
+            return None
+
+    def implicit_tls(self) -> bool:
+        """SMTPS: by --smtps, config `smtps`, or (as qpsmtpd) a connection to port 465 with a TLS plugin loaded."""
+        if self.smtps or (self.config.get_one("smtps") or "0").lower() not in ("0", "no", "false", "off"):
+            return True
+        return self.connection.local_port == 465 and self.tls_provider() is not None
+
+    def smtps_handshake(self) -> None:
+        make = self.tls_provider()
+        context = self.tls_context(make) if make else None
+        if context is None:
+            if make is None:
+                self.log(LOGERROR, "SMTPS: no plugin provides TLS (list `tls` in config/plugins); closing")
+            self.proto.state = p.CLOSED  # a TLS client could not read a plaintext reply
+            raise Disconnect()
+        self.proto.tls = True
+        self.start_tls(context)
+
+    def cmd_starttls(self, arg: str) -> None:
+        make = self.tls_provider()
+        if make is None:
+            return self.unrecognized(p.Command("STARTTLS", arg))
+        if arg.strip():
+            return self.protocol_error(Reply(501, "Syntax error (no parameters allowed)", "5.5.4"))
+        context = self.tls_context(make)
+        if context is None:
+            return self.respond(Reply(454, "TLS not available due to temporary reason", "4.7.0"))
+        self.respond(Reply(220, "Ready to start TLS", "2.0.0"))  # the protocol drops what was pipelined after it
+        self.start_tls(context)
+
+    def start_tls(self, context) -> None:
+        """The handshake; then, as RFC 3207 4.2 asks, forget what the client said before it."""
+        try:
+            info = self.transport.start_tls(context, min(self.timeout, max(0.0, self.deadline - time.monotonic())))
+        except (Timeout, ClientGone) as exc:
+            self.proto.state = p.CLOSED  # nothing can be said in plaintext any more
+            raise ClientGone(str(exc) or "TLS handshake timed out") from None
+        conn = self.connection
+        conn.tls = info
+        conn.notes["tls_enabled"] = 1  # qpsmtpd's note
+        self.reset_transaction()
+        conn.hello = conn.hello_host = ""
+        conn.esmtp = False
+        conn.capabilities = []
+        self.log(LOGINFO, f"TLS started: {info}")
+
+    # AUTH ------------------------------------------------------------------
+    def auth_loaded(self) -> bool:
+        return any(self.host.has(hook) for hook in _AUTH_HOOKS)
+
+    def auth_policy(self):
+        if self._auth_policy is None:
+            from .auth import Policy
+
+            self._auth_policy = Policy(self.config)
+        return self._auth_policy
+
+    def auth_mechanisms(self) -> list[str]:
+        """The mechanisms EHLO advertises now (none: no AUTH line)."""
+        if not self.auth_loaded():
+            return []
+        from .auth import available
+
+        return self.auth_policy().offered(available(self.host.has), bool(self.connection.tls))
+
+    def cmd_auth(self, arg: str) -> None:
+        if not self.auth_loaded():
+            return self.unrecognized(p.Command("AUTH", arg))
+        from . import auth
+
+        conn = self.connection
+        policy = self.auth_policy()
+        if not conn.esmtp:
+            return self.protocol_error(Reply(503, "AUTH not defined for HELO", "5.5.1"))
+        if not conn.tls and policy.tls_before_auth:
+            return self.protocol_error(Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
+        mechanism, _, initial = arg.strip().partition(" ")
+        mechanism = mechanism.upper()
+        known = auth.available(self.host.has)
+        if mechanism not in known:
+            return self.protocol_error(Reply(504, "Unrecognized authentication type", "5.5.4"))
+        if mechanism not in policy.offered(known, bool(conn.tls)):
+            return self.protocol_error(Reply(538, "Encryption required for requested authentication mechanism", "5.7.11"))
+        self.sasl = auth.Exchange(mechanism, self.me)
+        self.sasl_step(self.sasl.start(initial.strip() or None))
+
+    def sasl_step(self, step) -> None:
+        """Send the next challenge, an error, or check the credentials the exchange produced."""
+        if isinstance(step, Reply) and step.code == 334:
+            return self.respond(step)
+        mechanism, self.sasl = self.sasl.mechanism, None
+        if not isinstance(step, Reply):
+            return self.authenticate(step)
+        if step.code == 535:
+            return self.auth_failed(mechanism, "", step.text)
+        self.protocol_error(step)
+
+    def authenticate(self, credentials) -> None:
+        """Ask the auth_<mech> hooks, then the auth hooks (qpsmtpd's order); OK is the only yes."""
+        from .auth import hook_name
+
+        args = credentials.hook_args()
+        result = self.host.run(hook_name(credentials.mechanism), self.txn, *args)
+        if result.code == DECLINED:
+            result = self.host.run("auth", self.txn, *args)
+        mechanism, user = credentials.mechanism, credentials.user
+        if result.code == OK:
+            return self.auth_succeeded(mechanism, user)
+        if result.code == DENYSOFT:
+            return self.protocol_error(Reply(454, "Temporary authentication failure", "4.7.0"))
+        if result.code == DENYSOFT_DISCONNECT:
+            return self.respond(Reply(421, "Temporary authentication failure", "4.7.0"))
+        reason = f"{result.plugin}: {result.text}" if result.plugin and result.text else "no plugin accepted it"
+        self.auth_failed(mechanism, user, reason, disconnect=result.code == DENY_DISCONNECT)
+
+    def auth_succeeded(self, mechanism: str, user: str) -> None:
+        from .auth import result_value
+
+        conn = self.connection
+        conn.auth_user, conn.auth_mechanism = user, mechanism
+        conn.relay_client = True  # as qpsmtpd: an authenticated client may relay
+        entry = f"auth=pass smtp.auth={result_value(user)}"
+        found = conn.notes.get("authentication_results")
+        conn.notes["authentication_results"] = f"{found}; {entry}" if found else entry
+        self.log(LOGINFO, f"AUTH {mechanism} succeeded for {user!r}")
+        self.respond(Reply(235, f"{mechanism} authentication successful for {user}", "2.7.0"))
+
+    def auth_failed(self, mechanism: str, user: str, reason: str, disconnect: bool = False) -> None:
+        """535 after a delay that doubles with each failure; the last failure allowed gets 421 and the end."""
+        self.auth_failures += 1
+        policy = self.auth_policy()
+        count, limit = self.auth_failures, policy.max_failures
+        self.log(LOGNOTICE, f"AUTH {mechanism} failed for {user!r} ({reason}); failure {count}"
+                            + (f" of {limit}" if limit else ""))
+        delay = min(policy.delay(count), max(0.0, self.deadline - time.monotonic()))
+        if delay > 0:
+            self.log(LOGINFO, f"delaying the reply by {delay:g}s")
+            time.sleep(delay)
+        if limit and count >= limit:
+            self.log(LOGNOTICE, f"{count} failed AUTH attempts; disconnecting")
+            self.respond(Reply(421, f"{self.me} Too many authentication failures", "4.7.0"))
+        reply = Reply(535, f"{mechanism} authentication failed" + (f" for {user}" if user else ""), "5.7.8")
+        if disconnect:
+            self.respond(reply)
+            self.transport.flush()
+            self.proto.state = p.CLOSED
+            raise Disconnect()
+        self.respond(reply)
 
     # The rest --------------------------------------------------------------
     def cmd_rset(self, arg: str) -> None:

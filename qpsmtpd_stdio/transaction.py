@@ -35,9 +35,9 @@ class Connection:
         self.hello = ""          # "helo" or "ehlo"
         self.hello_host = ""
         self.esmtp = False
-        self.tls = None          # TLS details, once STARTTLS succeeded
-        self.auth_user = None
-        self.auth_mechanism = None
+        self.tls = None          # tls.TLSInfo (version, cipher, bits), once TLS is on
+        self.auth_user = None    # after a successful AUTH
+        self.auth_mechanism = None  # PLAIN, LOGIN, CRAM-MD5
         self.capabilities: list[str] = []  # ehlo hooks append extensions to advertise
         self.notes: dict = {}
         self.id = new_id()
@@ -63,6 +63,7 @@ class Transaction:
         self.data_size = 0
         self.smtputf8 = False
         self.body_type = "7BIT"
+        self.auth_sender = None       # MAIL's AUTH= parameter (RFC 4954 5): "<>" unless the client authenticated
         self._spool = None
         self._body_offset = 0
 

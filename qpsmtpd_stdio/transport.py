@@ -4,6 +4,10 @@ Replies are queued by `write()` and go out on `flush()`, which the session
 calls before it blocks for more input, so pipelined replies leave in one
 group (RFC 2920). A read waits at most `timeout` seconds. A `transcript`
 (see transcript.py), when set, is given every octet read and written.
+
+After `start_tls()` the same calls carry plaintext and the octets on the fds
+are TLS (tls.py), whether fd 0/1 is a socket or two pipes. The transcript
+still sees the plaintext.
 """
 
 from __future__ import annotations
@@ -32,10 +36,20 @@ class Transport:
         self.bytes_in = 0
         self.bytes_out = 0
         self.transcript = None
+        self.tls = None  # a tls.TLSLayer once TLS has started
 
     def read(self, timeout: float) -> bytes:
         """Up to READ_SIZE octets; b"" at end of input. Raises Timeout."""
         self.flush()
+        if self.tls is None:
+            data = self._read_raw(timeout)
+        else:
+            data = self.tls.read(self._read_raw, self._write_raw, timeout, READ_SIZE)
+        if self.transcript is not None:
+            self.transcript.received(data)
+        return data
+
+    def _read_raw(self, timeout: float) -> bytes:
         if not self._poll.poll(max(0, int(timeout * 1000))):
             raise Timeout()
         try:
@@ -43,13 +57,26 @@ class Transport:
         except (ConnectionResetError, BrokenPipeError):
             data = b""
         self.bytes_in += len(data)
-        if self.transcript is not None:
-            self.transcript.received(data)
         return data
 
     def readable(self, timeout: float) -> bool:
         """True if the client has sent something (or closed) within `timeout` seconds."""
+        if self.tls is not None and self.tls.pending():
+            return True
         return bool(self._poll.poll(max(0, int(timeout * 1000))))
+
+    def start_tls(self, context, timeout: float):
+        """Run the TLS handshake (server side) within `timeout` seconds; from then on, reads and writes are TLS.
+
+        Returns a tls.TLSInfo. Raises ClientGone if the handshake fails, Timeout if it stalls.
+        """
+        from .tls import TLSLayer
+
+        self.flush()
+        layer = TLSLayer(context)
+        info = layer.handshake(self._read_raw, self._write_raw, timeout)
+        self.tls = layer
+        return info
 
     def write(self, data: bytes) -> None:
         self._out.append(data)
@@ -61,6 +88,11 @@ class Transport:
         self._out.clear()
         if self.transcript is not None:
             self.transcript.sent(data)
+        if self.tls is not None:
+            data = self.tls.encrypt(data)
+        self._write_raw(data)
+
+    def _write_raw(self, data: bytes) -> None:
         view = memoryview(data)
         try:
             while view:
@@ -81,6 +113,8 @@ class Transport:
         """
         try:
             self.flush()
+            if self.tls is not None:
+                self.tls.close(self._write_raw)
         except ClientGone:
             return
         import _socket

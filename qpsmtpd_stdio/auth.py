@@ -1,0 +1,240 @@
+"""SMTP AUTH (RFC 4954): the SASL mechanisms PLAIN, LOGIN and CRAM-MD5, sans I/O, and the policy around them.
+
+The session feeds an `Exchange` the AUTH command's initial response and each
+line the client sends after a 334; it answers with the next challenge (a 334
+Reply), an error Reply, or the `Credentials` that the `auth` hooks then
+check. Passwords stay in Credentials and go nowhere else: not in a log line,
+not in a repr.
+
+Config files (read by `Policy`):
+  tls_before_auth         1 (default): no AUTH until TLS is on (STARTTLS or SMTPS);
+                          0: AUTH is offered in plaintext too
+  disable_plaintext_auth  1 (default): PLAIN and LOGIN, which send the password
+                          itself, only under TLS; 0: also without
+  max_auth_failures       failed AUTH attempts a connection may make; the last
+                          one is answered 421 and the connection closed (default 3; 0: no limit)
+  auth_failure_delay      seconds before the reply to the first failure, doubled
+                          for each further one (default 1)
+
+The session imports this module only when an auth plugin is loaded.
+"""
+
+from __future__ import annotations
+
+import binascii
+
+from .protocol import Reply
+
+MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+PLAINTEXT = frozenset(("PLAIN", "LOGIN"))  # the password itself crosses the wire
+MAX_NAME = 256  # octets of a user name
+
+_CANCELED = Reply(501, "Authentication canceled", "5.0.0")
+_UNDECODABLE = Reply(501, "Cannot decode response", "5.5.2")
+_LOGIN_USER = "VXNlcm5hbWU6"      # base64 "Username:"
+_LOGIN_PASSWORD = "UGFzc3dvcmQ6"  # base64 "Password:"
+
+
+def hook_name(mechanism: str) -> str:
+    """The mechanism's own hook: PLAIN -> auth_plain, CRAM-MD5 -> auth_cram_md5."""
+    return "auth_" + mechanism.lower().replace("-", "_")
+
+
+def available(has_hook) -> list[str]:
+    """The mechanisms some plugin can check: all for a generic `auth` hook (as qpsmtpd), else one per auth_<mech> hook."""
+    if has_hook("auth"):
+        return list(MECHANISMS)
+    return [m for m in MECHANISMS if has_hook(hook_name(m))]
+
+
+class Policy:
+    """When AUTH is offered, and what failing costs."""
+
+    def __init__(self, config) -> None:
+        self.tls_before_auth = _flag(config.get_one("tls_before_auth"), True)
+        self.disable_plaintext_auth = _flag(config.get_one("disable_plaintext_auth"), True)
+        self.max_failures = int(_number(config.get_one("max_auth_failures"), 3))
+        self.failure_delay = _number(config.get_one("auth_failure_delay"), 1.0)
+
+    def offered(self, mechanisms: list[str], tls: bool) -> list[str]:
+        if tls:
+            return mechanisms
+        if self.tls_before_auth:
+            return []
+        return [m for m in mechanisms if not (self.disable_plaintext_auth and m in PLAINTEXT)]
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait before answering the `failures`-th failure: 1, 2, 4... times auth_failure_delay."""
+        return self.failure_delay * 2 ** min(failures - 1, 10)
+
+
+class Credentials:
+    """What the client proved, as the `auth` hooks get it: (mechanism, user, password, hash, ticket)."""
+
+    __slots__ = ("mechanism", "user", "password", "hash", "ticket")
+
+    def __init__(self, mechanism: str, user: str, password: str | None = None,
+                 hash: str | None = None, ticket: str | None = None) -> None:
+        self.mechanism = mechanism
+        self.user = user
+        self.password = password  # PLAIN, LOGIN
+        self.hash = hash          # CRAM-MD5: the client's hex HMAC-MD5 of `ticket`
+        self.ticket = ticket      # CRAM-MD5: the challenge we sent
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.mechanism!r}, {self.user!r}, ***)"
+
+    def hook_args(self) -> tuple:
+        """qpsmtpd's auth hook arguments after txn: (mech, user, passClear, passHash, ticket); mech lower-case."""
+        return self.mechanism.lower(), self.user, self.password, self.hash, self.ticket
+
+
+class Exchange:
+    """The server side of one AUTH exchange. `start()` then `respond()` until the result is not a 334 Reply."""
+
+    def __init__(self, mechanism: str, me: str) -> None:
+        self.mechanism = mechanism
+        self.me = me
+        self._user: str | None = None
+        self._ticket = ""
+
+    def start(self, initial: str | None) -> Reply | Credentials:
+        """`initial`: the initial response after the mechanism name, or None ("=" is an empty one)."""
+        if initial is not None and self.mechanism == "CRAM-MD5":
+            return Reply(501, "CRAM-MD5 takes no initial response", "5.5.4")
+        if initial is None:
+            if self.mechanism == "PLAIN":
+                return Reply(334, "")
+            if self.mechanism == "LOGIN":
+                return Reply(334, _LOGIN_USER)
+            self._ticket = new_ticket(self.me)
+            return Reply(334, binascii.b2a_base64(self._ticket.encode(), newline=False).decode("ascii"))
+        return self.respond(initial)
+
+    def respond(self, line: str) -> Reply | Credentials:
+        line = line.strip()
+        if line == "*":
+            return _CANCELED
+        text = "" if line == "=" else decode_base64(line)  # "=": an empty initial response
+        if text is None:
+            return _UNDECODABLE
+        if self.mechanism == "PLAIN":
+            parts = text.split("\0")
+            if len(parts) != 3 or not parts[1]:
+                return Reply(501, "Invalid PLAIN response", "5.5.2")
+            authzid, user, password = parts
+            if authzid and authzid != user:
+                return Reply(535, "Authorization identity must be the authentication identity", "5.7.8")
+            return self._credentials(user, password=password)
+        if self.mechanism == "LOGIN":
+            if self._user is None:
+                self._user = text
+                return Reply(334, _LOGIN_PASSWORD)
+            return self._credentials(self._user, password=text)
+        user, _, digest = text.rpartition(" ")
+        if len(digest) != 32 or not all(c in "0123456789abcdefABCDEF" for c in digest):
+            return Reply(501, "Invalid CRAM-MD5 response", "5.5.2")
+        return self._credentials(user, hash=digest.lower(), ticket=self._ticket)
+
+    def _credentials(self, user: str, **secret) -> Reply | Credentials:
+        # A NUL or line break would split checkpassword's input or a log line.
+        if not user or len(user.encode("utf-8", "surrogateescape")) > MAX_NAME or not user.isprintable():
+            return Reply(501, "Invalid user name", "5.5.2")
+        if "\0" in (secret.get("password") or ""):
+            return Reply(501, "Invalid password", "5.5.2")
+        return Credentials(self.mechanism, user, **secret)
+
+
+def new_ticket(me: str) -> str:
+    """A CRAM-MD5 challenge (RFC 2195): unpredictable, and never the same twice."""
+    import os
+    import time
+
+    return f"<{os.urandom(8).hex()}.{int(time.time())}@{me}>"
+
+
+def decode_base64(text: str) -> str | None:
+    """RFC 4648 base64 to text (UTF-8; undecodable octets kept as surrogates), or None if it is not base64."""
+    try:
+        raw = binascii.a2b_base64(text.encode("ascii"), strict_mode=True) if text else b""
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def check_password(stored: str, password: str | None = None, hash: str | None = None, ticket: str | None = None) -> bool:
+    """True if the client's password (PLAIN, LOGIN) or CRAM-MD5 hash of `ticket` matches the stored clear password.
+
+    Comparisons take the same time whatever matches (no timing oracle).
+    """
+    import hmac
+
+    secret = stored.encode("utf-8", "surrogateescape")
+    if password is not None:
+        return hmac.compare_digest(secret, password.encode("utf-8", "surrogateescape"))
+    if hash is not None and ticket:
+        expected = hmac.new(secret, ticket.encode("utf-8"), "md5").hexdigest()
+        return hmac.compare_digest(expected, hash.lower())
+    return False
+
+
+def decode_xtext(value: str) -> str:
+    """RFC 3461 xtext (the MAIL AUTH= parameter): `+HH` is an octet. Raises ValueError if malformed."""
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "+":
+            pair = value[i + 1:i + 3]
+            if len(pair) != 2 or not all(h in "0123456789ABCDEF" for h in pair):
+                raise ValueError("bad xtext")
+            out.append(int(pair, 16))
+            i += 3
+        elif "!" <= c <= "~" and c != "=":
+            out.append(ord(c))
+            i += 1
+        else:
+            raise ValueError("bad xtext")
+    text = out.decode("utf-8", "replace")
+    if not text.isprintable():
+        raise ValueError("bad xtext")
+    return text
+
+
+def result_value(user: str) -> str:
+    """`user` as an Authentication-Results pvalue (RFC 8601): bare if it is a token or an address, else quoted."""
+    special = '()<>,;:\\"[]?= \t'
+    if user and all(c.isprintable() and c not in special for c in user):
+        return user
+    return '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def mask(data: bytes, in_exchange: bool) -> bytes:
+    """Client input for a debug log line: an AUTH command's payload, and every line after it, as ***."""
+    if in_exchange:
+        return b"***"
+    out = []
+    masking = False
+    for line in data.splitlines(keepends=True):
+        if masking:
+            out.append(b"***" + line[len(line.rstrip(b"\r\n")):])
+        elif line[:5].upper() == b"AUTH ":
+            words = line.rstrip(b"\r\n").split(b" ", 2)
+            out.append(b" ".join(words[:2]) + (b" ***" if len(words) > 2 else b"") + line[len(line.rstrip(b"\r\n")):])
+            masking = True
+        else:
+            out.append(line)
+    return b"".join(out)
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "no", "false", "off")
+
+
+def _number(value: str | None, default: float) -> float:
+    try:
+        return max(0.0, float(value.split()[0])) if value else default
+    except (ValueError, IndexError):
+        return default
