@@ -294,15 +294,17 @@ class PluginHost:
     def _call(self, hook: str, plugin: Plugin, function, txn, args) -> HookResult:
         previous = self.log.hook
         self.log.hook = hook
+        limit = self.time_limit(txn)
         try:
-            self._arm()
+            self._arm(limit)
             try:
                 value = function(plugin, txn, *args)
             finally:
                 self._disarm()
             result = normalise(value, plugin.name)
         except HookTimeout:
-            self.log(LOGERROR, f"hook {hook} ran longer than plugin_timeout ({self.timeout}s); failing closed", plugin.name)
+            self.log(LOGERROR, f"hook {hook} ran longer than its time limit ({limit:.0f}s, plugin_timeout); failing closed",
+                     plugin.name)
             return HookResult(DENYSOFT, [FAILURE_TEXT], plugin.name, failed=True)
         except Exception as exc:
             self.log(LOGERROR, f"FATAL PLUGIN ERROR in hook {hook}: {format_traceback(exc)}", plugin.name)
@@ -314,15 +316,24 @@ class PluginHost:
             self.log.hook = previous
         return result
 
-    def _arm(self) -> None:
+    def time_limit(self, txn) -> float:
+        """plugin_timeout, plus a second per MiB of message for the hooks that read it (data_post, queue...).
+
+        A fixed limit would fail a large message with 451 on every retry.
+        """
+        size = getattr(txn, "data_size", 0) or 0
+        return self.timeout + size / (1 << 20) if self.timeout > 0 else 0
+
+    def _arm(self, limit: float | None = None) -> None:
         global in_hook
         self._depth += 1
         if self._depth > 1:
             return  # a hook run inside another: the outer timer keeps running
         in_hook = True
-        if self.timeout > 0:
+        limit = self.timeout if limit is None else limit
+        if limit > 0:
             # Re-fires every second, in case a plugin swallows the first one.
-            _signal.setitimer(_signal.ITIMER_REAL, self.timeout, 1.0)
+            _signal.setitimer(_signal.ITIMER_REAL, limit, 1.0)
 
     def _disarm(self) -> None:
         global in_hook

@@ -516,3 +516,17 @@ def test_debian_compat_plugin_names(smtp):
     assert smtp.run(simple_session(sender="spammer@example.org")).codes[:3] == [220, 250, 550]
     assert smtp.run(simple_session()).codes[-2:] == [250, 221]
     assert len(smtp.messages()) == 1
+
+
+def test_queue_hook_time_limit_grows_with_message_size(smtp):
+    # A queue plugin that needs 2 s for a 3 MiB message: over a 1 s plugin_timeout, within 1 s + 1 s/MiB.
+    smtp.write("plugin_timeout", "1")
+    smtp.write("databytes", "0")
+    smtp.plugin("slowqueue", "import time\nfrom qpsmtpd_stdio import OK\n"
+                "def hook_queue(plugin, txn):\n    time.sleep(2)\n    return OK, 'slow but queued'\n")
+    smtp.plugins("rcpt_ok", "slowqueue")
+    body = "Subject: big\r\n\r\n" + ("x" * 70 + "\r\n") * (3 * 1024 * 1024 // 72)
+    r = smtp.run(simple_session(body=body))
+    assert b"250 2.0.0 slow but queued" in r.stdout
+    r = smtp.run(simple_session())  # a small message gets the plain 1 s limit
+    assert r.codes[-2] == 451 and "time limit" in r.log

@@ -1,0 +1,81 @@
+"""plot.py RESULTS_JSON OUT_PNG: the scaling plots of bench/run.py (needs matplotlib)."""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SERVERS = (("py", "qpsmtpd-stdio", "tab:blue"), ("qp", "qpsmtpd 0.94", "tab:red"))
+
+
+def series(table, keys_xs, field, scale=1.0):
+    xs, ys, lo, hi = [], [], [], []
+    for x, key in keys_xs:
+        e = table.get(key) or {}
+        s = e.get(field)
+        if s:
+            xs.append(x)
+            ys.append(s["median"] * scale)
+            # Whiskers: the interquartile range (the table gives min–max); on a busy machine a few slow runs
+            # would otherwise hide the medians.
+            lo.append((s["median"] - s.get("p25", s["min"])) * scale)
+            hi.append((s.get("p75", s["max"]) - s["median"]) * scale)
+    return xs, ys, [lo, hi]
+
+
+def main():
+    res = json.load(open(sys.argv[1]))
+    L, M = res["latency"], res["messages"]
+    plugins = sorted({int(k[1:].split("-")[0]) for k in L if k.startswith("d")})
+    rcpts = sorted({int(k.split("-")[1][1:]) for k in L if k.startswith("b-r") and not k.endswith("checkout")})
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    base = (L.get("pass") or {}).get("wall_ms")
+
+    ax = axes[0]
+    for s, label, color in SERVERS:
+        xs, ys, err = series(L, [(n, f"d{n}-{s}") for n in plugins], "wall_ms")
+        if xs:
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    if base:
+        ax.axhline(base["median"], ls="--", color="gray", label="python3 -c pass")
+        ax.axhline(2.5 * base["median"], ls=":", color="gray", label="2.5× python3 -c pass")
+    ax.set(title="Session latency vs plugin count", xlabel="trivial plugins (+ rcpt_ok, queue/maildir)",
+           ylabel="ms per session (median, IQR)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+
+    ax = axes[1]
+    for s, label, color in SERVERS:
+        xs, ys, err = series(L, [(n, f"b-r{n}-{s}") for n in rcpts], "wall_ms")
+        if xs:
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    if base:
+        ax.axhline(base["median"], ls="--", color="gray", label="python3 -c pass")
+    ax.set(title="Session latency vs recipients ((b) plugin set)", xlabel="recipients (RCPT TO) in the message",
+           ylabel="ms per session")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+
+    ax = axes[2]
+    sizes = sorted(int(k) for k in M)
+    for s, label, color in SERVERS:
+        xs, ys, err = series({k: v.get(s) for k, v in M.items()}, [(n, str(n)) for n in sizes], "rss_kb", 1 / 1024)
+        if xs:
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    if sizes:
+        ax.set_xscale("log")
+    ax.set(title="Peak RSS vs message size", xlabel="message size, MiB (log scale)", ylabel="peak RSS, MB")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+
+    meta = res.get("meta", {})
+    fig.suptitle(f"qpsmtpd-stdio benchmark — {meta.get('mode', '')} mode, {meta.get('date', '')}, git {meta.get('git', '')}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(sys.argv[2], dpi=110)
+
+
+if __name__ == "__main__":
+    main()
