@@ -35,15 +35,10 @@ Example config/plugins line:
     badmailfrom reject 1
 """
 
-import re
-
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG, LOGINFO, LOGWARN
+from qpsmtpd_stdio import DECLINED, LOGDEBUG
+from qpsmtpd_stdio.patterns import address_matches
 
 DEFAULT_REASON = "Your envelope sender is in my badmailfrom list"
-MAX_CHECKED = 320  # an address is at most 64 + 1 + 255 octets; longer input never reaches a regex
-_REGEX_CHARS = frozenset("/^$*+!%?\\")
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 
 
 def register(plugin, *args):
@@ -51,7 +46,7 @@ def register(plugin, *args):
 
 
 def hook_mail(plugin, txn, sender, params):
-    if is_immune(plugin, txn):
+    if plugin.is_immune(txn):
         return DECLINED
     if sender.is_null or not sender.user or not sender.host:
         return DECLINED
@@ -59,55 +54,11 @@ def hook_mail(plugin, txn, sender, params):
     for line in plugin.config("badmailfrom"):
         bad, reason = (line.split(None, 1) + [""])[:2]
         if matches(plugin, address, sender.host.lower(), bad):
-            return reject(plugin, reason.strip() or DEFAULT_REASON, f"{address} matches {bad}")
+            return plugin.get_reject(reason.strip() or DEFAULT_REASON, f"{address} matches {bad}")
     plugin.log(LOGDEBUG, "pass")
     return DECLINED
 
 
 def matches(plugin, address, host, bad):
     """True if `address` (lower-case user@host) is covered by the entry `bad`."""
-    if _REGEX_CHARS.intersection(bad):
-        if bad.lower() == address:
-            return True
-        if len(address) > MAX_CHECKED:
-            plugin.log(LOGWARN, f"address of {len(address)} octets not matched against pattern {bad}")
-            return False
-        try:
-            return re.search(bad, address, re.IGNORECASE) is not None
-        except re.error as exc:
-            plugin.log(LOGWARN, f"config badmailfrom: bad pattern {bad!r} skipped: {exc}")
-            return False
-    bad = bad.lower()
-    if "@" not in bad:
-        plugin.log(LOGWARN, f"config badmailfrom: no @ in {bad!r}; skipped")
-        return False
-    if bad.startswith("@"):
-        return bad[1:] == host
-    return bad == address
-
-
-def is_immune(plugin, txn):
-    conn = plugin.connection
-    if conn.relay_client:
-        plugin.log(LOGINFO, "skip, relay client")
-        return True
-    if conn.notes.get("whitelisthost") or txn.notes.get("whitelistsender"):
-        plugin.log(LOGINFO, "skip, whitelisted")
-        return True
-    return False
-
-
-def reject(plugin, message, why):
-    """qpsmtpd's get_reject: the result for a failed check, by the `reject` and `reject_type` arguments."""
-    how = plugin.opts["reject"].lower()
-    if how == "0":
-        plugin.log(LOGINFO, f"fail, tolerated: {why}")
-        return DECLINED
-    if how == "naughty":
-        notes = plugin.connection.notes
-        notes["naughty"] = f"{notes['naughty']}\r\n{message}" if notes.get("naughty") else message
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, f"fail, NAUGHTY: {why}")
-        return DECLINED
-    plugin.log(LOGINFO, f"fail: {why}")
-    return _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENY), message
+    return address_matches(bad, address, host, plugin.log, "badmailfrom")

@@ -41,11 +41,9 @@ Example config/plugins line (after relay, before rcpt_ok):
 
 import os
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 
 
 def register(plugin, *args):
@@ -69,7 +67,7 @@ def hook_connect(plugin, txn):
             text = dns.printable(rblsmtpd.lstrip("-").replace("%IP%", conn.remote_ip))
             plugin.verdict = (DENY if hard else DENYSOFT, ("5.7.1 " if hard else "4.7.1 ") + text)
         return DECLINED
-    if is_immune(plugin) or allowed(conn.remote_ip, plugin.config("dnsbl_allow")):
+    if plugin.is_immune(quiet=True) or allowed(conn.remote_ip, plugin.config("dnsbl_allow")):
         return DECLINED
     reverse = dns.reverse_ip(conn.remote_ip)
     zones = plugin.config("dnsbl_zones")
@@ -82,7 +80,7 @@ def hook_connect(plugin, txn):
 def hook_rcpt(plugin, txn, rcpt, params):
     if not plugin.listings and plugin.verdict is None:
         return DECLINED
-    if is_immune(plugin):
+    if plugin.is_immune(quiet=True):
         return DECLINED
     if rcpt.user.lower() in SPECIAL:
         plugin.log(LOGINFO, f"skip, {rcpt.user} is always reachable")
@@ -94,7 +92,10 @@ def hook_rcpt(plugin, txn, rcpt, params):
     code, message = plugin.verdict
     if code in (DENY, DENYSOFT):  # from RBLSMTPD
         return code, message
-    return reject(plugin, message)
+    if plugin.noted:
+        return DECLINED  # reject naughty: the listing is noted once
+    plugin.noted = plugin.opts["reject"].lower() == "naughty"
+    return plugin.get_reject("\n".join(message))
 
 
 def hook_disconnect(plugin, txn):
@@ -118,33 +119,9 @@ def check(plugin):
     return False
 
 
-def is_immune(plugin):
-    conn = plugin.connection
-    return conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost")
-
-
 def allowed(ip, entries):
     for entry in entries:
         entry = entry.split()[0].lower()
         if ip.lower() == entry or (entry.endswith((".", ":")) and ip.lower().startswith(entry)):
             return True
     return False
-
-
-def reject(plugin, message):
-    """qpsmtpd's get_reject: the result for a listing, by the `reject` and `reject_type` arguments."""
-    how = plugin.opts["reject"].lower()
-    text = "\n".join(message)
-    if how == "0":
-        plugin.log(LOGINFO, "fail, tolerated")
-        return DECLINED
-    if how == "naughty":
-        notes = plugin.connection.notes
-        if plugin.noted:
-            return DECLINED
-        plugin.noted = True
-        notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, "fail, NAUGHTY")
-        return DECLINED
-    return _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENY), message

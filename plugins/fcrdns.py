@@ -34,12 +34,10 @@ Example config/plugins line:
     fcrdns
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, dns
+from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, dns
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
 MAX_NAMES = 10
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 
 
 def register(plugin, *args):
@@ -51,7 +49,7 @@ def register(plugin, *args):
 
 def hook_connect(plugin, txn):
     ip = plugin.connection.remote_ip
-    if is_immune(plugin) or not dns.ptr_name(ip):
+    if plugin.is_immune(quiet=True) or not dns.ptr_name(ip):
         return DECLINED
     plugin.ptr = dns.resolver(plugin).query(dns.ptr_name(ip), "PTR")
     return DECLINED
@@ -71,7 +69,7 @@ def hook_mail(plugin, txn, sender, params):
 
 
 def hook_rcpt(plugin, txn, rcpt, params):
-    if plugin.ptr is None or is_immune(plugin):
+    if plugin.ptr is None or plugin.is_immune(quiet=True):
         return DECLINED
     result, name = evaluate(plugin)
     how = plugin.opts["reject"].lower()
@@ -80,20 +78,15 @@ def hook_rcpt(plugin, txn, rcpt, params):
     ip = plugin.connection.remote_ip
     message = (f"4.7.25 Your address {ip} has no reverse DNS that points back to it; try again later"
                if result == "temperror" else f"Your address {ip} has no reverse DNS that points back to it")
-    if how == "naughty":
-        notes = plugin.connection.notes
-        if "naughty" not in notes:
-            notes["naughty"] = message
-            notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        return DECLINED
-    if result == "temperror":
+    if how == "naughty" and "naughty" in plugin.connection.notes:
+        return DECLINED  # noted only if no refusal is noted yet (and so once)
+    if result == "temperror" and how != "naughty":
         return DENYSOFT, message
-    code = _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENYSOFT)
-    return code, ("4.7.25 " if code in (DENYSOFT, DENYSOFT_DISCONNECT) else "5.7.25 ") + message
+    return plugin.get_reject(message, default_type="temp", enhanced="7.25")
 
 
 def hook_data_post(plugin, txn):
-    if plugin.ptr is not None and not is_immune(plugin):
+    if plugin.ptr is not None and not plugin.is_immune(quiet=True):
         evaluate(plugin)
         dns.write_authentication_results(plugin, txn)
     return DECLINED
@@ -149,8 +142,3 @@ def evaluate(plugin):
     value = f'"{ip}"' if ":" in ip else ip  # RFC 8601 values with ":" are quoted
     dns.add_auth_result(conn.notes, f"iprev={result} policy.iprev={value}{comment}")
     return plugin.result
-
-
-def is_immune(plugin):
-    conn = plugin.connection
-    return conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost")

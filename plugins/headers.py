@@ -33,13 +33,11 @@ Example config/plugins line:
 
 import time
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN
+from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN
 
 SINGULAR = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-Id", "In-Reply-To", "References",
             "Subject")
 MAX_DATE = 200  # octets of a Date value worth parsing
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 _MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _ZONES = {"ut": 0, "gmt": 0, "z": 0, "edt": -4, "est": -5, "cdt": -5, "cst": -6, "mdt": -6, "mst": -7, "pdt": -7,
           "pst": -8}
@@ -62,8 +60,7 @@ def register(plugin, *args):
 def hook_data_post(plugin, txn):
     if txn.data_size == 0:
         return reject(plugin, ["You must send some data first"])
-    conn = plugin.connection
-    if conn.relay_client or conn.notes.get("whitelisthost") or txn.notes.get("whitelistsender"):
+    if plugin.is_immune(txn, quiet=True):
         plugin.log(LOGINFO, "skip, relay client or whitelisted")
         return DECLINED
     header = txn.header
@@ -86,19 +83,7 @@ def hook_data_post(plugin, txn):
 
 
 def reject(plugin, errors):
-    how = plugin.opts["reject"].lower()
-    why = "; ".join(errors)
-    if how == "0":
-        plugin.log(LOGINFO, f"fail, tolerated: {why}")
-        return DECLINED
-    if how == "naughty":
-        notes = plugin.connection.notes
-        notes["naughty"] = "\r\n".join(([notes["naughty"]] if notes.get("naughty") else []) + errors)
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, f"fail, NAUGHTY: {why}")
-        return DECLINED
-    plugin.log(LOGINFO, f"fail: {why}")
-    return _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENY), errors
+    return plugin.get_reject(errors, "; ".join(errors))
 
 
 def parse_date(text):

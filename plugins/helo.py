@@ -54,15 +54,9 @@ Example config/plugins line:
     helo policy rfc reject 1
 """
 
-import re
+from qpsmtpd_stdio import DECLINED, LOGDEBUG, LOGINFO, dns
+from qpsmtpd_stdio.patterns import helo_listed
 
-from qpsmtpd_stdio import (DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGDEBUG, LOGINFO, LOGWARN,
-                            dns)
-
-MAX_CHECKED = 255  # a domain name is at most 255 octets; longer input never reaches a regex
-_REGEX_CHARS = frozenset("{}[]()^$|*+?\\!")
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 _FQDN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
 _LENIENT = ("is_in_badhelo", "invalid_localhost", "is_forged_literal", "is_plain_ip")
 _POLICIES = {"lenient": _LENIENT, "rfc": _LENIENT + ("is_not_fqdn",),
@@ -88,17 +82,17 @@ def hook_connect(plugin, txn):
 
 
 def hook_helo(plugin, txn, host):
-    conn = plugin.connection
-    if conn.relay_client or conn.notes.get("whitelisthost"):
+    if plugin.is_immune(quiet=True):
         plugin.log(LOGINFO, "skip, relay client or whitelisted")
         return DECLINED
+    conn = plugin.connection
     conn.notes.pop("helo_forward_match", None)
     conn.notes.pop("helo_reverse_match", None)
     plugin.dns_failed = False
     for test in plugin.tests:
         failed = test(plugin, host)
         if failed:
-            return reject(plugin, *failed)
+            return plugin.get_reject(*failed, default_type="disconnect")
     plugin.log(LOGDEBUG, "pass")
     return DECLINED
 
@@ -113,24 +107,7 @@ def hook_data_post(plugin, txn):
 
 
 def is_in_badhelo(plugin, host):
-    host = host.lower()
-    for bad in plugin.config("badhelo"):
-        if not _REGEX_CHARS.intersection(bad):
-            if host == bad.lower():
-                return f"I do not believe you are {host}.", "in badhelo"
-            continue
-        if len(host) > MAX_CHECKED:
-            plugin.log(LOGWARN, f"name of {len(host)} octets not matched against pattern {bad}")
-            continue
-        negate = bad.startswith("!")
-        try:
-            found = re.search(bad[1:] if negate else bad, host, re.IGNORECASE) is not None
-        except re.error as exc:
-            plugin.log(LOGWARN, f"config badhelo: bad pattern {bad!r} skipped: {exc}")
-            continue
-        if found != negate:
-            return "Your HELO hostname is not allowed", f"badhelo pattern match ({bad})"
-    return None
+    return helo_listed(plugin.config("badhelo"), host, plugin.log)
 
 
 def invalid_localhost(plugin, host):
@@ -238,19 +215,3 @@ def _normal_ip(text):
     except ValueError:
         return None
     return str(ip.ipv4_mapped or ip)
-
-
-def reject(plugin, message, why):
-    """qpsmtpd's get_reject: the result for a failed check, by the `reject` and `reject_type` arguments."""
-    how = plugin.opts["reject"].lower()
-    if how == "0":
-        plugin.log(LOGINFO, f"fail, tolerated: {why}")
-        return DECLINED
-    if how == "naughty":
-        notes = plugin.connection.notes
-        notes["naughty"] = f"{notes['naughty']}\r\n{message}" if notes.get("naughty") else message
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, f"fail, NAUGHTY: {why}")
-        return DECLINED
-    plugin.log(LOGINFO, f"fail: {why}")
-    return _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENY_DISCONNECT), message

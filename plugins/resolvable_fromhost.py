@@ -38,12 +38,11 @@ Example config/plugins line:
     resolvable_fromhost reject_type perm
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.constants import REJECT_TYPES
 
 MAX_MX = 10
 DEFAULT_INVALID = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3", "::/127", "fe80::/10", "ff00::/8")
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 
 
 def register(plugin, *args):
@@ -51,8 +50,7 @@ def register(plugin, *args):
 
 
 def hook_mail(plugin, txn, sender, params):
-    conn = plugin.connection
-    if conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost"):
+    if plugin.is_immune(quiet=True):
         txn.notes["resolvable_fromhost"] = "whitelist"
         return DECLINED
     host = sender.host.lower().rstrip(".")
@@ -68,27 +66,16 @@ def hook_mail(plugin, txn, sender, params):
     if outcome in ("mx", "a"):
         plugin.log(LOGINFO, f"pass, {why}")
         return DECLINED
-    how = plugin.opts["reject"].lower()
-    if how == "0":
-        plugin.log(LOGINFO, f"fail, tolerated: {why}")
-        return DECLINED
     if outcome == "temp":
-        message = f"4.4.3 Temporary failure looking up {host} ({why}); try again later"
-        code = DENYSOFT
+        code, message = DENYSOFT, f"4.4.3 Temporary failure looking up {host} ({why}); try again later"
     elif outcome == "nullmx":
-        message, code = "5.7.27 Sender address has null MX", DENY
+        code, message = DENY, "5.7.27 Sender address has null MX"
     else:
-        code = _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENYSOFT)
-        soft = code in (DENYSOFT, DENYSOFT_DISCONNECT)
-        message = ("4.1.8 " if soft else "5.1.8 ") + f"Sender domain {host} cannot receive mail ({why})"
-    if how == "naughty":
-        notes = conn.notes
-        notes["naughty"] = f"{notes['naughty']}\r\n{message}" if notes.get("naughty") else message
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, f"fail, NAUGHTY: {why}")
-        return DECLINED
-    plugin.log(LOGINFO, f"fail: {why}")
-    return code, message
+        code = REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENYSOFT)
+        message = f"Sender domain {host} cannot receive mail ({why})"
+        message = ("5.1.8 " if code in (DENY, DENY_DISCONNECT) else "4.1.8 ") + message
+    result = plugin.get_reject(message, why)  # the naughty note keeps the enhanced code
+    return DECLINED if result == DECLINED else (code, message)  # a DNS failure is never 5xx, a null MX always
 
 
 def hook_disconnect(plugin, txn):

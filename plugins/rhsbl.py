@@ -28,11 +28,9 @@ Example config/plugins line:
     rhsbl
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
-_REJECT_TYPES = {"perm": DENY, "hard": DENY, "temp": DENYSOFT, "soft": DENYSOFT,
-                 "disconnect": DENY_DISCONNECT, "temp_disconnect": DENYSOFT_DISCONNECT}
 
 
 def register(plugin, *args):
@@ -47,7 +45,7 @@ def register(plugin, *args):
 
 def hook_mail(plugin, txn, sender, params):
     host = sender.host.lower().rstrip(".")
-    if not host or host.startswith("[") or is_immune(plugin):
+    if not host or host.startswith("[") or plugin.is_immune(quiet=True):
         return DECLINED
     zones = plugin.config("rhsbl_zones")
     if zones:
@@ -58,19 +56,18 @@ def hook_mail(plugin, txn, sender, params):
 
 def hook_rcpt(plugin, txn, rcpt, params):
     listings = txn.notes.get("rhsbl")
-    if not listings or is_immune(plugin):
+    if not listings or plugin.is_immune(quiet=True):
         return DECLINED
     if rcpt.user.lower() in SPECIAL:
         plugin.log(LOGINFO, f"skip, {rcpt.user} is always reachable")
         return DECLINED
-    if "rhsbl_verdict" not in txn.notes:
+    first = "rhsbl_verdict" not in txn.notes
+    if first:
         txn.notes["rhsbl_verdict"] = check(plugin, txn, listings)
-        if txn.notes["rhsbl_verdict"] and not plugin.refuse:
-            return tolerate(plugin, txn.notes["rhsbl_verdict"])
     verdict = txn.notes["rhsbl_verdict"]
-    if not verdict or not plugin.refuse:
+    if not verdict or not (plugin.refuse or first):  # reject 0 or naughty: logged, or noted, once
         return DECLINED
-    return _REJECT_TYPES.get(plugin.opts["reject_type"].lower(), DENY), verdict
+    return plugin.get_reject(verdict)
 
 
 def hook_disconnect(plugin, txn):
@@ -95,20 +92,3 @@ def check(plugin, txn, listings):
             return reason
     plugin.log(LOGINFO, "pass")
     return None
-
-
-def tolerate(plugin, message):
-    """reject 0 or naughty: log, or store for the naughty plugin, and accept."""
-    if plugin.opts["reject"].lower() == "naughty":
-        notes = plugin.connection.notes
-        notes["naughty"] = f"{notes['naughty']}\r\n{message}" if notes.get("naughty") else message
-        notes.setdefault("naughty_reject_type", plugin.opts["reject_type"])
-        plugin.log(LOGINFO, "fail, NAUGHTY")
-    else:
-        plugin.log(LOGINFO, "fail, tolerated")
-    return DECLINED
-
-
-def is_immune(plugin):
-    conn = plugin.connection
-    return conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost")

@@ -1,4 +1,4 @@
-"""Return codes, log levels and default limits: the one place they are defined.
+"""Return codes, reject types, log levels and default limits: the one place they are defined.
 
 Return codes keep qpsmtpd's numbers (Qpsmtpd::Constants), so a log line or a
 note that carries one means the same thing in both programs.
@@ -22,6 +22,17 @@ RETURN_CODE_NAMES = {
     DENYSOFT_DISCONNECT: "DENYSOFT_DISCONNECT",
     DECLINED: "DECLINED",
     DONE: "DONE",
+}
+
+# A plugin's `reject_type` argument -> the code a refusal returns (qpsmtpd's get_reject_type).
+# See Plugin.get_reject in pluginhost.py.
+REJECT_TYPES = {
+    "perm": DENY,
+    "hard": DENY,
+    "temp": DENYSOFT,
+    "soft": DENYSOFT,
+    "disconnect": DENY_DISCONNECT,
+    "temp_disconnect": DENYSOFT_DISCONNECT,
 }
 
 # Log levels, as qpsmtpd and syslog(3).
@@ -52,7 +63,8 @@ DEFAULTS = {
     "session_timeout": 3600,    # seconds for the whole session
     "plugin_timeout": 60,       # seconds one hook may run
     "databytes": 52428800,      # maximum message size in octets; 0 = unlimited
-    "max_recipients": 1000,     # RCPTs per transaction (Postfix's default)
+    "max_recipients": 1000,     # RCPTs per transaction (Postfix's default); advertised as LIMITS RCPTMAX
+    "max_messages": 100,        # mail transactions per session (LIMITS MAILMAX, RFC 9422); 0 = unlimited
     "max_errors": 20,           # error replies before 421 (Postfix smtpd_hard_error_limit)
     "max_command_length": 512,  # octets incl. CRLF (RFC 5321 4.5.3.1.4)
     "max_line_length": 1000,    # DATA text line octets incl. CRLF (RFC 5321 4.5.3.1.6); 0 = unchecked

@@ -1,0 +1,202 @@
+"""The plugin API helpers: Plugin.get_reject and Plugin.is_immune (pluginhost.py), and qpsmtpd_stdio.patterns."""
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN
+from qpsmtpd_stdio.constants import REJECT_TYPES
+from qpsmtpd_stdio.patterns import address_matches, helo_listed
+from qpsmtpd_stdio.pluginhost import Plugin
+from qpsmtpd_stdio.transaction import Connection, Transaction
+
+
+class Host:
+    """What a Plugin needs of its PluginHost: the connection and the log."""
+
+    def __init__(self):
+        self.connection = Connection()
+        self.logged = []
+
+    def log(self, level, message, name):
+        self.logged.append((level, message))
+
+
+def make(*args, opts=None):
+    plugin = Plugin("test", list(args), "/dev/null", Host())
+    if opts is not None:
+        plugin.opts = opts
+    return plugin
+
+
+def messages(plugin):
+    return [message for _, message in plugin._host.logged]
+
+
+# get_reject -------------------------------------------------------------
+def test_reject_by_default_with_the_reject_type_code():
+    plugin = make()
+    assert plugin.get_reject("go away", "listed") == (DENY, "go away")
+    assert plugin._host.logged == [(LOGINFO, "fail: listed")]
+
+
+@pytest.mark.parametrize("reject_type, code", sorted(REJECT_TYPES.items()) + [("TEMP", DENYSOFT)])
+def test_reject_type_gives_the_code(reject_type, code):
+    assert make("reject_type", reject_type).get_reject("x") == (code, "x")
+
+
+def test_default_type_stands_for_a_missing_or_unknown_reject_type():
+    assert make().get_reject("x", default_type="disconnect") == (DENY_DISCONNECT, "x")
+    assert make("reject_type", "bogus").get_reject("x", default_type="temp") == (DENYSOFT, "x")
+    assert make("reject_type", "bogus").get_reject("x") == (DENY, "x")
+
+
+def test_a_refusal_without_why_is_not_logged():
+    plugin = make()
+    assert plugin.get_reject(["line 1", "line 2"]) == (DENY, ["line 1", "line 2"])
+    assert plugin._host.logged == []
+
+
+@pytest.mark.parametrize("why, line", [("listed", "fail, tolerated: listed"), ("", "fail, tolerated")])
+def test_reject_0_logs_and_declines(why, line):
+    plugin = make("reject", "0")
+    assert plugin.get_reject("go away", why) == DECLINED
+    assert plugin._host.logged == [(LOGINFO, line)]
+    assert plugin.connection.notes == {}
+
+
+def test_reject_naughty_appends_to_the_note_and_declines():
+    plugin = make("reject", "Naughty", "reject_type", "temp")
+    notes = plugin.connection.notes
+    assert plugin.get_reject("first", "one", enhanced="1.1") == DECLINED
+    assert notes == {"naughty": "first", "naughty_reject_type": "temp"}  # no enhanced code in the note
+    plugin.opts = {"reject": "naughty", "reject_type": "perm"}
+    assert plugin.get_reject(["second", "third"]) == DECLINED
+    assert notes == {"naughty": "first\r\nsecond\r\nthird", "naughty_reject_type": "temp"}  # the first type stays
+    assert messages(plugin) == ["fail, NAUGHTY: one", "fail, NAUGHTY"]
+
+
+def test_naughty_reject_type_is_the_default_type_when_not_given():
+    plugin = make(opts={"reject": "naughty"})
+    plugin.get_reject("x", default_type="disconnect")
+    assert plugin.connection.notes["naughty_reject_type"] == "disconnect"
+
+
+@pytest.mark.parametrize("reject_type, text", [("perm", "5.1.1 x"), ("disconnect", "5.1.1 x"), ("temp", "4.1.1 x"),
+                                               ("temp_disconnect", "4.1.1 x")])
+def test_enhanced_code_class_follows_the_code(reject_type, text):
+    code, message = make("reject_type", reject_type).get_reject("x", enhanced="1.1")
+    assert message == text and code == REJECT_TYPES[reject_type]
+
+
+def test_enhanced_code_on_every_line():
+    assert make().get_reject(["a", "b"], enhanced="7.25") == (DENY, ["5.7.25 a", "5.7.25 b"])
+
+
+def test_opts_set_in_register_win_over_the_arguments():
+    plugin = make("reject", "0", opts={"reject": "1", "reject_type": "temp_disconnect"})
+    assert plugin.get_reject("x") == (DENYSOFT_DISCONNECT, "x")
+    assert make("reject", "0").get_reject("x") == DECLINED  # no opts: plugin.options()
+    assert make(opts={}).get_reject("x") == (DENY, "x")  # reject defaults to 1
+
+
+# is_immune --------------------------------------------------------------
+def test_not_immune():
+    plugin = make()
+    assert plugin.is_immune(Transaction()) is False and plugin._host.logged == []
+
+
+@pytest.mark.parametrize("setup, line", [
+    (lambda conn, txn: setattr(conn, "relay_client", True), "skip, relay client"),
+    (lambda conn, txn: setattr(conn, "auth_user", "alice"), "skip, relay client"),
+    (lambda conn, txn: conn.notes.update(whitelisthost=1), "skip, whitelisted"),
+    (lambda conn, txn: txn.notes.update(whitelistsender=1), "skip, whitelisted"),
+])
+def test_immune(setup, line):
+    plugin, txn = make(), Transaction()
+    setup(plugin.connection, txn)
+    assert plugin.is_immune(txn) is True
+    assert plugin._host.logged == [(LOGINFO, line)]
+    plugin._host.logged.clear()
+    assert plugin.is_immune(txn, quiet=True) is True and plugin._host.logged == []
+
+
+def test_whitelistsender_needs_the_transaction():
+    plugin, txn = make(), Transaction()
+    txn.notes["whitelistsender"] = 1
+    assert plugin.is_immune() is False and plugin.is_immune(txn) is True
+
+
+# patterns ---------------------------------------------------------------
+def logger():
+    logged = []
+    return logged, lambda level, message: logged.append((level, message))
+
+
+@pytest.mark.parametrize("entry, address, expected", [
+    ("bad@example.org", "bad@example.org", True),
+    ("BAD@Example.ORG", "bad@example.org", True),
+    ("bad@example.org", "good@example.org", False),
+    ("@example.org", "anyone@example.org", True),
+    ("@example.org", "anyone@sub.example.org", False),
+    (r"^bounce-.*@example\.net$", "bounce-123@example.net", True),
+    (r"^bounce-.*@example\.net$", "xbounce-123@example.net", False),
+    ("^BOUNCE-", "bounce-1@example.net", True),  # case-insensitive
+    ("a+b@example.com", "a+b@example.com", True),  # a pattern that is also the address, literally
+    ("%", "a%b@example.com", True),
+])
+def test_address_matches(entry, address, expected):
+    logged, log = logger()
+    assert address_matches(entry, address, address.partition("@")[2], log, "badmailfrom") is expected
+    assert logged == []
+
+
+def test_address_entries_that_cannot_match_are_logged():
+    logged, log = logger()
+    assert address_matches("example.org", "a@example.org", "example.org", log, "badrcptto") is False
+    assert address_matches("^(a", "a@example.org", "example.org", log, "badrcptto") is False
+    assert logged[0] == (LOGWARN, "config badrcptto: no @ in 'example.org'; skipped")
+    assert logged[1][1].startswith("config badrcptto: bad pattern '^(a' skipped: ")
+
+
+def test_overlong_address_never_reaches_a_regex():
+    logged, log = logger()
+    address = "a" * 400 + "@x.example"
+    assert address_matches("^a", address, "x.example", log, "badmailfrom") is False
+    assert logged == [(LOGWARN, f"address of {len(address)} octets not matched against pattern ^a")]
+    assert address_matches(address, address, "x.example", log, "badmailfrom") is True  # a literal entry still does
+
+
+def test_helo_listed():
+    logged, log = logger()
+    entries = ["Bad.Example", r"^dyn-\d+\.", "!\\.", "(unclosed"]
+    assert helo_listed(entries, "BAD.example", log) == ("I do not believe you are bad.example.", "in badhelo")
+    assert helo_listed(entries, "dyn-12.isp.example", log) == ("Your HELO hostname is not allowed",
+                                                               r"badhelo pattern match (^dyn-\d+\.)")
+    assert helo_listed(entries, "nodot", log) == ("Your HELO hostname is not allowed", "badhelo pattern match (!\\.)")
+    assert helo_listed(entries, "mail.example", log) is None
+    assert helo_listed([], "anything", log) is None
+    assert len(logged) == 1 and logged[0][1].startswith("config badhelo: bad pattern '(unclosed' skipped: ")
+
+
+def test_overlong_helo_name_never_reaches_a_regex():
+    logged, log = logger()
+    name = "a" * 300
+    assert helo_listed(["^a", name], name, log) == (f"I do not believe you are {name}.", "in badhelo")
+    assert logged == [(LOGWARN, "name of 300 octets not matched against pattern ^a")]
+
+
+def test_re_is_imported_only_for_a_pattern():
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+            "from qpsmtpd_stdio.patterns import address_matches, helo_listed\n"
+            "log = lambda level, message: None\n"
+            "address_matches('a@b.example', 'a@b.example', 'b.example', log, 'badmailfrom')\n"
+            "address_matches('@b.example', 'a@b.example', 'b.example', log, 'badmailfrom')\n"
+            "helo_listed(['bad.example'], 'good.example', log)\n"
+            "print('re' in sys.modules)\n"
+            "helo_listed(['^bad'], 'good.example', log)\n"
+            "print('re' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
