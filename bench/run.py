@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -46,6 +47,48 @@ SENDER = "sender@example.org"
 # against a local DNS server. `helo` asks DNS only with `dns 1` (ours) or policy rfc/strict (qpsmtpd).
 DNS_PLUGINS = {"dnsbl", "rhsbl", "fcrdns", "sender_permitted_from", "spf", "resolvable_fromhost", "uribl",
                "dmarc", "dkim", "dns_whitelist_soft"}
+
+
+# (c): the test zones, served by tests/dnsserver.py's dnsmasq on 127.0.0.1. The bench's client (TCPREMOTEIP
+# 192.0.2.10, sender@example.org) is listed nowhere, so sessions deliver; SPF passes; FCrDNS passes.
+CLIENT_IP = "192.0.2.10"
+DNS_RECORDS = [
+    "local=/example.org/",                                  # the sender's domain: answered here, never forwarded
+    'txt-record=example.org,"v=spf1 ip4:192.0.2.10 -all"',  # SPF for the sender domain
+    "host-record=client.example.test,192.0.2.10",           # A, and PTR 10.2.0.192.in-addr.arpa (fcrdns)
+    "host-record=2.0.0.127.dnsbl.test,127.0.0.2",           # RFC 5782 test point: the list itself works
+    "host-record=test.rhsbl.test,127.0.0.2",
+]
+DNSBL_ZONE, RHSBL_ZONE = "dnsbl.test", "rhsbl.test"
+SETS = ("a", "b", "c", "d")
+
+
+def load_dnsserver():
+    """tests/dnsserver.py (the tests' real dnsmasq fixture), loaded from its file: no copy of it here."""
+    spec = importlib.util.spec_from_file_location("qpsmtpd_bench_dnsserver", ROOT / "tests" / "dnsserver.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def port53_free() -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", 53))
+            except OSError:
+                return False
+    return True
+
+
+def strace_destinations(path: Path) -> list[str]:
+    """Every inet address (ip:port) a traced process connected or sent to, from `strace -e trace=...` output."""
+    text = path.read_text(errors="replace")
+    out = []
+    for m in re.finditer(r"sin6?_port=htons\((\d+)\)[^}]*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")", text):
+        out.append(f"{m.group(2) or m.group(3)}:{m.group(1)}")
+    return out
 
 
 def asks_dns(line: str) -> bool:
@@ -219,6 +262,13 @@ class Bench:
         self.notes: list[str] = []
         self.results: dict = {"latency": {}, "messages": {}, "xinetd": {}, "profiles": [], "meta": {}}
         self.qp_available = self._qp_available()
+        self.sets = set(opts.sets.split(",")) if opts.sets else set(SETS)
+        if not self.sets <= set(SETS):
+            raise SystemExit(f"--sets: choose from {','.join(SETS)}")
+        self.dns = self.dns_qp = None
+        self.qp_netns: list[str] | None = None
+        self.c_qp_why = "qpsmtpd not installed" if not self.qp_available else None
+        self.c_why = None
         self.started = time.monotonic()
         self.load_start = os.getloadavg()
 
@@ -348,6 +398,7 @@ class Bench:
             if line == "{TRIVIAL}":
                 lines += [f"bench_trivial_{i:02d}" for i in range(1, trivial + 1)]
                 continue
+            line = line.replace("{SPF}", "spf" if server == "py" else "sender_permitted_from")
             lines.append(line.replace("{MAILDIR}", str(self.maildir(name, server))))
         return lines
 
@@ -437,21 +488,133 @@ class Bench:
         self.results["meta"]["config_sample_loglevel"] = lv[0] if lv else None
         return lines
 
+    # (c): the DNS set against a local dnsmasq ----------------------------------------------------
+    def setup_dns(self) -> None:
+        """Start tests/dnsserver.py's dnsmasq with DNS_RECORDS on a free high port of 127.0.0.1 for qpsmtpd-stdio
+        (config file dns_servers), and, for qpsmtpd, a second identical one on 127.0.0.1:53 (Net::DNS takes its
+        nameservers from RES_NAMESERVERS, with no port). Each server's first (c) session runs under strace: (c)
+        is only measured for a server whose every connect/send went to its local dnsmasq, which logged the
+        expected queries."""
+        try:
+            mod = load_dnsserver()
+        except Exception as exc:  # noqa: BLE001 - any failure only leaves (c) unmeasured
+            self.c_why = f"tests/dnsserver.py could not be loaded: {exc}"
+            return
+        if mod.dnsmasq_path() is None:
+            self.c_why = mod.SKIP_REASON
+            return
+        self.strace = shutil.which("strace")
+        self.results["meta"]["dns_check"] = {}
+        try:
+            self.dns = mod.DNSServer(self.work / "dns-py", DNS_RECORDS, log_queries=True).start()
+        except Exception as exc:  # noqa: BLE001
+            self.c_why = f"dnsmasq did not start: {str(exc)[:200]}"
+            return
+        self.build_c_config("py")
+        ok, why = self.verify_dns("py", self.dns)
+        if not ok:
+            del self.cfg["c", "py"]
+            self.c_why = why
+            return
+        if not self.qp_available:
+            return
+        # Net::DNS (qpsmtpd, Mail::SPF) takes its nameservers from /etc/resolv.conf, whose nameserver is off this
+        # machine, and asks port 53 only. RES_NAMESERVERS cannot replace it: the oracle launcher runs under
+        # perl -T, where that tainted value makes every plugin's query die ("Insecure dependency"). So each (c)
+        # qpsmtpd process runs in a private mount namespace where /etc/resolv.conf is a bind mount of a file
+        # naming 127.0.0.1 only (the helper that times it starts inside, so the set-up is not timed).
+        resolv = self.work / "resolv.conf-qp"
+        resolv.write_text("nameserver 127.0.0.1\n")
+        ns = [shutil.which("unshare") or "unshare", "-m", "sh", "-c",
+              'mount --bind "$0" /etc/resolv.conf && exec "$@"', str(resolv)]
+        if os.getuid() != 0:
+            self.c_qp_why = "not run: Net::DNS asks port 53 only, and binding 127.0.0.1:53 needs root"
+        elif not port53_free():
+            self.c_qp_why = "not run: 127.0.0.1:53 is in use here, and Net::DNS asks port 53 only"
+        elif not self.strace:
+            self.c_qp_why = "not run: without strace the bench cannot verify that no query leaves this machine"
+        elif subprocess.run(ns + ["cat", "/etc/resolv.conf"], capture_output=True, text=True).stdout != resolv.read_text():
+            self.c_qp_why = "not run: could not give qpsmtpd a private /etc/resolv.conf (unshare -m, mount --bind)"
+        else:
+            self.qp_netns = ns
+            try:
+                self.dns_qp = mod.DNSServer(self.work / "dns-qp", DNS_RECORDS, port=53, log_queries=True).start()
+            except Exception as exc:  # noqa: BLE001
+                self.c_qp_why = f"not run: dnsmasq on 127.0.0.1:53 did not start: {str(exc)[:200]}"
+                return
+            self.build_c_config("qp")
+            ok, why = self.verify_dns("qp", self.dns_qp)
+            if not ok:
+                del self.cfg["c", "qp"]
+                self.c_qp_why = "not run: " + why
+
+    def build_c_config(self, server: str) -> None:
+        pdir = self.pdir_py if server == "py" and self.substituted else None
+        cfg = self.make_config("c", server, self.plugin_set_lines("dns.plugins", "c", server), pdir)
+        (cfg / "dnsbl_zones").write_text(DNSBL_ZONE + "\n")
+        (cfg / "rhsbl_zones").write_text(RHSBL_ZONE + "\n")
+        if server == "py":
+            (cfg / "dns_servers").write_text(self.dns.servers_line + "\n")
+        self.cfg["c", server] = cfg
+
+    def verify_dns(self, server: str, dnsserver) -> tuple[bool, str]:
+        """One (c) session, traced: did every DNS query reach `dnsserver`, and nothing go anywhere else?"""
+        want = f"127.0.0.1:{dnsserver.port}"
+        qlog = dnsserver.directory / "dnsmasq-main.log"  # the server asked (log_text() adds its helpers' logs)
+        log_before = qlog.stat().st_size
+        trace = self.work / f"strace-c-{server}.txt"
+        prefix = [self.strace, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg,sendmmsg", "-o", str(trace)] \
+            if self.strace else None
+        res = self.one_session(server, self.cfg["c", server], ["bob@example.test"], make_message(2048), prefix=prefix)
+        self.clean_maildirs()
+        expected = {f"10.2.0.192.{DNSBL_ZONE}", f"example.org.{RHSBL_ZONE}", "10.2.0.192.in-addr.arpa", "example.org",
+                    "client.example.test"}
+        deadline = time.monotonic() + 3  # dnsmasq writes its log a moment after it answers
+        while True:
+            queries = re.findall(r"query\[(\w+)\] (\S+) from 127\.0\.0\.1",
+                                 qlog.read_bytes()[log_before:].decode(errors="replace"))
+            names = {n.lower() for _, n in queries}
+            if expected <= names or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        dests = strace_destinations(trace) if self.strace else []
+        elsewhere = sorted({d for d in dests if d != want})
+        check = {"dnsmasq": want, "queries_logged": len(queries), "names": sorted(names),
+                 "missing": sorted(expected - names), "strace": bool(self.strace),
+                 "destinations": sorted(set(dests)), "elsewhere": elsewhere, "session_error": res["error"]}
+        self.results["meta"]["dns_check"][server] = check
+        if res["error"]:
+            return False, f"the traced (c) session failed: {res['error']}"
+        if elsewhere:
+            return False, f"the traced (c) session sent to {', '.join(elsewhere)}, not only to {want}"
+        if expected - names:
+            return False, f"dnsmasq on {want} did not log queries for {', '.join(sorted(expected - names))}"
+        how = (f"strace of its first session: every connect/send went to {want} ({len(dests)} calls)"
+               if self.strace else "no strace here: only dns_servers and the dnsmasq log vouch for it")
+        self.notes.append(f"(c) {'qpsmtpd-stdio' if server == 'py' else 'qpsmtpd 0.94'}: DNS answered by a local dnsmasq "
+                          f"on {want} (tests/dnsserver.py), which logged {len(queries)} queries in the checked session; "
+                          f"{how}.")
+        return True, ""
+
     # Spawning -----------------------------------------------------------------------------------
     def argv_for(self, server: str, cfg: Path | None) -> tuple[list[str], dict, str]:
+        # (c): TCPREMOTEHOST as tcpserver sets it when it resolved the client (qpsmtpd's fcrdns skips its DNS
+        # checks when remote_host is "[IP]"); both servers still do the PTR and A lookups themselves.
+        extra = {"TCPREMOTEHOST": "client.example.test"} if cfg is not None and cfg.name.startswith("c-") else {}
         if server == "py":
-            return self.server_argv + ["--config", str(cfg)], self.child_env(), str(self.work)
+            return self.server_argv + ["--config", str(cfg)], self.child_env(**extra), str(self.work)
         if server == "qp":
-            return [str(ORACLE / "bin" / "qpsmtpd-stdio")], self.child_env(QPSMTPD_CONFIG=str(cfg)), str(cfg)
+            return [str(ORACLE / "bin" / "qpsmtpd-stdio")], self.child_env(QPSMTPD_CONFIG=str(cfg), **extra), str(cfg)
         if server == "pass":
             return [self.py, "-c", "pass"], self.child_env(), str(self.work)
         if server == "perl":
             return [PERL, "-e", "1"], self.child_env(), str(self.work)
         raise ValueError(server)
 
-    def spawn(self, argv, env, cwd, stdin, stdout, stderr):
+    def spawn(self, argv, env, cwd, stdin, stdout, stderr, outer: list[str] | None = None):
+        """Run argv under the RSS/time helper; `outer` (if any) runs the helper itself (untimed)."""
         r, w = os.pipe()
-        proc = subprocess.Popen(self.helper + [str(w)] + argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
+        proc = subprocess.Popen((outer or []) + self.helper + [str(w)] + argv, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
                                 cwd=cwd, pass_fds=(w,), close_fds=True)
         os.close(w)
         return proc, r
@@ -466,14 +629,18 @@ class Bench:
         return {"wall_ms": wall / 1e6, "rss_kb": rss, "exit": code, "user_ms": ut / 1e3, "sys_ms": st / 1e3}
 
     def one_session(self, server: str, cfg: Path | None, rcpts: list[str], message, n_msgs: int = 1,
-                    timeout: float = 120.0, extra_args: list[str] | None = None) -> dict:
+                    timeout: float = 120.0, extra_args: list[str] | None = None,
+                    prefix: list[str] | None = None) -> dict:
         argv, env, cwd = self.argv_for(server, cfg)
         if extra_args:
             argv = argv[:1] + extra_args + argv[1:]
+        if prefix:
+            argv = prefix + argv
         parent, child = socket.socketpair()
         logf = open(self.work / f"stderr-{server}.log", "ab")
         try:
-            proc, r = self.spawn(argv, env, cwd, child, child, logf)
+            outer = self.qp_netns if server == "qp" and cfg is not None and cfg.name.startswith("c-") else None
+            proc, r = self.spawn(argv, env, cwd, child, child, logf, outer)
         finally:
             child.close()
             logf.close()
@@ -506,14 +673,17 @@ class Bench:
         variants = [("pass", "pass", None, 1), ("perl", "perl", None, 1)]
         servers = ["py"] + (["qp"] if self.qp_available else [])
         for server in ("py", "qp"):
-            if ("a", server) in self.cfg:
+            if ("a", server) in self.cfg and "a" in self.sets:
                 variants.append((f"a-{server}", server, self.cfg["a", server], 1))
         for server in servers:
-            for n in self.p["rcpt_counts"]:
+            # (b) with one recipient is also (c)'s baseline ("<= 40 ms over (b)").
+            for n in self.p["rcpt_counts"] if "b" in self.sets else [1] if "c" in self.sets else []:
                 variants.append((f"b-r{n}-{server}", server, self.cfg["b", server], n))
-            for n in self.p["plugin_counts"]:
+            if ("c", server) in self.cfg:
+                variants.append((f"c-{server}", server, self.cfg["c", server], 1))
+            for n in self.p["plugin_counts"] if "d" in self.sets else []:
                 variants.append((f"d{n}-{server}", server, self.cfg[f"d{n}", server], 1))
-        if self.install_mode != "checkout":
+        if self.install_mode != "checkout" and "b" in self.sets:
             variants.append(("b-r1-checkout", "checkout", self.cfg["b", "py"], 1))
         log(f"session latency: {len(variants)} variants x {self.p['reps']} runs (+1 warm-up each), interleaved")
         samples: dict[str, list[dict]] = {v[0]: [] for v in variants}
@@ -534,6 +704,14 @@ class Bench:
             self.clean_maildirs()
         for key, runs in samples.items():
             self.results["latency"][key] = summarize(runs)
+        for server, dnsserver in (("py", self.dns), ("qp", self.dns_qp)):
+            if dnsserver is not None and f"c-{server}" in samples:
+                qlog = (dnsserver.directory / "dnsmasq-main.log").read_text(errors="replace")
+                n = len(re.findall(r"query\[\w+\] \S+ from 127\.0\.0\.1", qlog))
+                self.results["meta"]["dns_check"][server]["queries_in_run"] = n
+                self.notes.append(f"(c) {'qpsmtpd-stdio' if server == 'py' else 'qpsmtpd 0.94'}: its dnsmasq on "
+                                  f"127.0.0.1:{dnsserver.port} logged {n} queries in all, over "
+                                  f"{len(samples[f'c-{server}']) + 2} (c) sessions (the traced one and the warm-up included).")
 
     # 2, 3: big messages: RSS and DATA throughput -------------------------------------------------
     def messages(self) -> None:
@@ -730,6 +908,8 @@ class Bench:
             self.setup_venv()
             self.prepare_plugin_dirs()
             self.build_configs()
+            if "c" in self.sets and "latency" not in self.opts.skip:
+                self.setup_dns()
             steps = [("latency", self.latency), ("messages", self.messages), ("xinetd", self.xinetd),
                      ("profiles", self.profiles)]
             for name, fn in steps:
@@ -753,6 +933,9 @@ class Bench:
             self.keep_logs()
             log(f"wrote {self.out / 'results.md'} in {time.monotonic() - self.started:.1f}s")
         finally:
+            for server in (self.dns, self.dns_qp):
+                if server is not None:
+                    server.stop()
             if self.opts.keep_work:
                 log(f"work dir kept: {self.work}")
             else:
@@ -1036,7 +1219,26 @@ def evaluate(b: Bench) -> list[dict]:
     if med(bpy, "rss_kb"):
         mb = med(bpy, "rss_kb") / 1024
         add("b_rss", "(b) peak RSS <= 16 MB", f"{mb:.1f} MB", mb <= 16)
-    add("c", "(c) DNS session <= 0.5x qpsmtpd and <= 40 ms over (b)", "not yet measured (no local DNS server in the bench yet)", None)
+    cpy, cqp = L.get("c-py"), L.get("c-qp")
+    if med(cpy) and med(cqp):
+        r = med(cpy) / med(cqp)
+        add("c_qp", "(c) DNS session <= 0.5x qpsmtpd with its DNS plugins",
+            f"{r:.2f}x ({med(cpy):.1f} vs {med(cqp):.1f} ms; CPU time {cpu_ratio(cpy, cqp)})", r <= 0.5,
+            cpu_met=None if cpu_r(cpy, cqp) is None else cpu_r(cpy, cqp) <= 0.5)
+    else:
+        add("c_qp", "(c) DNS session <= 0.5x qpsmtpd with its DNS plugins",
+            f"not measured ({b.c_why or b.c_qp_why or 'not selected'})", None)
+    if med(cpy) and med(bpy):
+        d = med(cpy) - med(bpy)
+        dc = med(cpy, "cpu_ms") - med(bpy, "cpu_ms")
+        add("c_b", "(c) DNS session <= 40 ms over (b), DNS answering at once",
+            f"{d:+.1f} ms ({med(cpy):.1f} vs {med(bpy):.1f} ms; CPU time {dc:+.1f} ms)", d <= 40, cpu_met=dc <= 40)
+    else:
+        add("c_b", "(c) DNS session <= 40 ms over (b), DNS answering at once",
+            f"not measured ({b.c_why or 'not selected'})", None)
+    if med(cpy, "rss_kb"):
+        add("c_rss", "(c) peak RSS (no target; reported)", f"{med(cpy, 'rss_kb') / 1024:.1f} MB"
+            + (f" (qpsmtpd {med(cqp, 'rss_kb') / 1024:.1f} MB)" if med(cqp, "rss_kb") else ""), None)
     slope = plugin_slope(L, "py", b.p["plugin_counts"])
     if slope is not None:
         cslope = plugin_slope(L, "py", b.p["plugin_counts"], "cpu_ms")
@@ -1116,6 +1318,12 @@ def verdict(met) -> str:
     return {True: "met", False: "**MISSED**", None: "not measured"}[met]
 
 
+def verdict_of(t) -> str:
+    if t["met"] is None and not t["measured"].startswith("not measured"):
+        return "no target (reported only)"
+    return verdict(t["met"])
+
+
 def render(b: Bench) -> str:
     R, L, M, X = b.results, b.results["latency"], b.results["messages"], b.results["xinetd"]
     meta = R["meta"]
@@ -1143,7 +1351,7 @@ def render(b: Bench) -> str:
     out.append("| target | measured | verdict |")
     out.append("|---|---|---|")
     for t in R["targets"]:
-        v = verdict(t["met"])
+        v = verdict_of(t)
         if t.get("cpu_met") is not None and t["met"] is not None:
             v += " (by CPU time too)" if t["cpu_met"] == t["met"] else f" (by CPU time: {verdict(t['cpu_met'])})"
         out.append(f"| {t['target']} | {t['measured']}{(' — ' + t['note']) if t['note'] else ''} | {v} |")
@@ -1193,9 +1401,11 @@ def render(b: Bench) -> str:
     out.append("|---|---|---|---|---|---|---|")
     base = L.get("pass")
 
-    def lrow(label, key_py, key_qp):
+    def lrow(label, key_py, key_qp, qnote=None):
         e_py, e_qp = L.get(key_py), L.get(key_qp) if key_qp else None
-        qcol = fmt(e_qp) if qp and key_qp else ("qpsmtpd not installed" if not qp else "n/a")
+        if key_py not in L:
+            return  # not selected (--sets)
+        qcol = fmt(e_qp) if qp and key_qp else ("qpsmtpd not installed" if not qp else qnote or "n/a")
         rss = f"{fmt(e_py, 'rss_kb', 1 / 1024)} / {fmt(e_qp, 'rss_kb', 1 / 1024) if e_qp else '—'}"
         cpu = f"{fmt(e_py, 'cpu_ms')} / {fmt(e_qp, 'cpu_ms') if e_qp else '—'}"
         out.append(f"| {label} | {fmt(e_py)} | {ratio(e_py, base)} | {qcol} | {ratio(e_py, e_qp) if e_qp else '—'} | {cpu} | {rss} |")
@@ -1211,9 +1421,12 @@ def render(b: Bench) -> str:
     lrow(f"(b) qpsmtpd's 8-plugin sample set{sub}", "b-r1-py", "b-r1-qp")
     if "b-r1-checkout" in L:
         lrow("(b) same, run as venv python + checkout `bin/in.qpsmtpd`", "b-r1-checkout", None)
-    landed = all((ROOT / "plugins" / f"{p}.py").is_file() for p in ("dnsbl", "rhsbl", "fcrdns"))
-    why = ("DNS plugins landed; the bench has no local DNS server for them yet" if landed else "DNS plugins pending")
-    out.append(f"| (c) DNS set (dnsbl, rhsbl, spf, fcrdns) | not yet measured ({why}) | — | — | — | — | — |")
+    c_label = "(c) DNS set (dnsbl, rhsbl, spf, fcrdns)"
+    if "c-py" in L:
+        lrow(c_label + ", + (b)'s 8 plugins, local dnsmasq", "c-py", "c-qp" if "c-qp" in L else None,
+             qnote=None if "c-qp" in L else (b.c_qp_why or "not run"))
+    else:
+        out.append(f"| {c_label} | not measured ({b.c_why or 'not selected: --sets'}) | — | — | — | — | — |")
     for n in b.p["plugin_counts"]:
         lrow(f"(d) {n} plugins (trivial, + rcpt_ok, queue/maildir)", f"d{n}-py", f"d{n}-qp")
     for n in b.p["rcpt_counts"]:
@@ -1335,6 +1548,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="", help="message sizes in MiB for (2)-(3), comma-separated (default 1,100,1024; quick 1,10)")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--skip", action="append", default=[], choices=("latency", "messages", "xinetd", "profiles"))
+    ap.add_argument("--sets", default="", help="session-latency rows to measure, comma-separated from a,b,c,d "
+                    "(default all; c also measures (b) with one recipient, its baseline)")
     ap.add_argument("--keep-work", action="store_true", help="keep the scratch dir (configs, logs, maildirs)")
     opts = ap.parse_args(argv)
     return Bench(opts).run()

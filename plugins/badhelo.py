@@ -4,7 +4,7 @@ Arguments: `badhelo [reject 0|1|naughty] [reject_type perm|temp|disconnect|temp_
 
   reject       1 (default): refuse HELO/EHLO; 0: only log the match;
                naughty: store the refusal in the connection note `naughty`
-               for a later `naughty` plugin (none ships yet).
+               for the `naughty` plugin.
   reject_type  perm (default: 550 and the session goes on, as qpsmtpd's old
                check_spamhelo), temp (450), disconnect (550, then hang up),
                temp_disconnect (421, then hang up).

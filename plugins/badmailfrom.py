@@ -5,8 +5,7 @@ Arguments: `badmailfrom [reject 0|1|naughty] [reject_type perm|temp|disconnect|t
   reject       1 (default): refuse the MAIL command; 0: only log the match;
                naughty: store the refusal in the connection note `naughty`
                (and `naughty_reject_type`) for a later `naughty` plugin, as
-               qpsmtpd does. No `naughty` plugin ships yet: until one does,
-               `reject naughty` accepts the mail and only logs the match.
+               qpsmtpd does. List the `naughty` plugin to act on it.
   reject_type  perm (default: 550), temp (450), disconnect (550, then hang
                up), temp_disconnect (421, then hang up).
 

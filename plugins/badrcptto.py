@@ -4,8 +4,7 @@ Arguments: `badrcptto [reject 0|1|naughty] [reject_type perm|temp|disconnect|tem
 
   reject       1 (default): refuse the RCPT command; 0: only log the match;
                naughty: store the refusal in the connection note `naughty`
-               for a later `naughty` plugin (none ships yet: until one does,
-               the recipient is accepted and the match only logged).
+               for the `naughty` plugin.
   reject_type  perm (default: 550 5.1.1), temp (450 4.1.1), disconnect (550,
                then hang up), temp_disconnect (421, then hang up).
                qpsmtpd's badrcptto takes no arguments and always answers 550.

@@ -5,8 +5,7 @@ Arguments: `dnsbl [reject 0|1|naughty] [reject_type perm|temp|disconnect|temp_di
   reject       1 (default): refuse every RCPT, except to postmaster, abuse,
                mailer-daemon and root, with the list's reason; 0: only log;
                naughty: store the refusal in the connection note `naughty`
-               for a later `naughty` plugin (none ships yet: until then the
-               listing is only logged).
+               for the `naughty` plugin.
   reject_type  perm (default: 550), temp (450), disconnect (550, then hang
                up), temp_disconnect (421). A single argument is read as
                reject_type, as qpsmtpd does.

@@ -88,7 +88,6 @@ def hook_rcpt(plugin, txn, rcpt, params):
 def hook_data_post(plugin, txn):
     if plugin.ptr is not None and not plugin.is_immune(quiet=True):
         evaluate(plugin)
-        dns.write_authentication_results(plugin, txn)
     return DECLINED
 
 

@@ -9,8 +9,7 @@ Arguments: `headers [require F1,F2...] [future DAYS] [past DAYS] [reject 0|1|nau
   past         refuse a Date more than DAYS days old (default: no check).
   reject       1 (default): refuse the message; 0: only log what is wrong;
                naughty: store the refusal in the connection note `naughty`
-               for a later `naughty` plugin (none ships yet: until then the
-               message is accepted and the failure only logged).
+               for the `naughty` plugin.
   reject_type  perm (default: 554), temp (451), disconnect, temp_disconnect.
 
 Config files: none.

@@ -14,7 +14,7 @@ Arguments: `helo [policy lenient|rfc|strict] [dns 0|1] [reject 0|1|naughty] [rej
                Default 0.
   reject       1 (default): refuse HELO/EHLO; 0: only log; naughty: store the
                refusal in the connection note `naughty` for a later `naughty`
-               plugin (none ships yet: until then the failure is only logged).
+               plugin.
   reject_type  disconnect (default: 550, then hang up), perm (550), temp
                (450), temp_disconnect (421). (qpsmtpd 0.94 ignores it.)
   timeout      accepted for qpsmtpd's config; the DNS timeouts are the

@@ -4,7 +4,7 @@ Arguments: `resolvable_fromhost [reject 0|1|naughty] [reject_type temp|perm|disc
 
   reject       1 (default): refuse MAIL; 0: only log; naughty: store the
                refusal in the connection note `naughty` for a later
-               `naughty` plugin (none ships yet).
+               `naughty` plugin.
   reject_type  temp (default, as qpsmtpd: 450 4.1.8), perm (550 5.1.8),
                disconnect, temp_disconnect. It applies to a domain that does
                not resolve; see below for the other two outcomes.

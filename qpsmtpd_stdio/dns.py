@@ -594,26 +594,9 @@ def printable(text: str, limit: int = 300) -> str:
 
 # Authentication-Results (RFC 8601) --------------------------------------------------
 def add_auth_result(notes: dict, entry: str) -> None:
-    """Record `entry` (`spf=pass smtp.mailfrom=example.org`) in connection or transaction notes, as qpsmtpd does."""
+    """Record `entry` (`spf=pass smtp.mailfrom=example.org`) in connection or transaction notes, as qpsmtpd does.
+
+    The session writes one Authentication-Results field from these after data_post.
+    """
     found = notes.get("authentication_results")
     notes["authentication_results"] = f"{found}; {entry}" if found else entry
-
-
-def write_authentication_results(plugin, txn) -> None:
-    """Put one Authentication-Results field on top of the message, with the results recorded so far.
-
-    Every DNS plugin calls this from data_post; the first call writes the
-    field, so results must be recorded before (at connect, MAIL or RCPT).
-    `me-auth-results` (default: `me`) is the authserv-id; `none` turns it off.
-    """
-    if txn.notes.get("authentication_results_written") or txn.header is None:
-        return
-    entries = [n.get("authentication_results") for n in (plugin.connection.notes, txn.notes)]
-    entries = [e for e in entries if e]
-    if not entries:
-        return
-    authserv = (plugin.config("me-auth-results") or plugin.config("me") or [os.uname().nodename])[0]
-    if authserv.lower() == "none":
-        return
-    txn.header.add("Authentication-Results", f"{authserv}; " + "; ".join(entries), prepend=True)
-    txn.notes["authentication_results_written"] = True

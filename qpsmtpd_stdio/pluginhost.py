@@ -99,6 +99,10 @@ class Plugin:
         """
         return self._host.client_has_sent(wait)
 
+    def config_dir(self) -> str:
+        """The config directory this session reads (for files a plugin keeps beside the config)."""
+        return self._host.config.directory
+
     def register_hook(self, hook: str, function) -> None:
         """Register `function(plugin, txn, ...)` for `hook`, beside any hook_* functions."""
         self.hooks[hook.replace("-", "_")] = function
@@ -165,7 +169,8 @@ class Plugin:
             text = message if isinstance(message, str) else "\r\n".join(message)
             notes = self.connection.notes
             notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
-            notes.setdefault("naughty_reject_type", reject_type)
+            if "reject_type" in opts:  # else the naughty plugin's own reject_type applies (qpsmtpd)
+                notes.setdefault("naughty_reject_type", reject_type)
             self.log(LOGINFO, f"fail, NAUGHTY{detail}")
             return DECLINED
         if why:

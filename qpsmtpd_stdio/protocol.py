@@ -14,6 +14,15 @@ received so far, so nothing sent in plaintext can pose as part of the TLS
 session (CVE-2011-0411); the caller then starts TLS and EHLO is needed again.
 A 334 to AUTH starts a SASL exchange (RFC 4954): each following line is an
 AuthResponse, not a command, until a reply other than 334 ends it.
+
+BDAT (RFC 3030) is the one command acted on before its reply: its chunk
+follows the line at once, so a well-formed `BDAT n [LAST]` line switches to
+the BDAT state as it is read, in every state (REJECTED too). A legal one gives
+ChunkStart, MessageData with exactly n octets, then EndOfChunk to answer; an
+illegal one has its octets read and dropped, then gives OutOfSequence. Either
+way the octets are never taken for commands. A BDAT line whose size cannot be
+read gives BadChunk (501): its octets cannot be skipped, and the transaction
+is over.
 """
 
 from __future__ import annotations
@@ -27,9 +36,16 @@ READY = "READY"          # HELO/EHLO accepted; no mail transaction
 MAIL = "MAIL"            # sender accepted
 RCPT = "RCPT"            # at least one recipient accepted
 DATA = "DATA"            # 354 sent; the message is arriving
+BDAT = "BDAT"            # a BDAT chunk is arriving
+CHUNKS = "CHUNKS"        # BDAT chunks accepted, no LAST yet
 SASL = "SASL"            # inside an AUTH exchange: lines are AuthResponse events
 REJECTED = "REJECTED"    # 554 greeting: only QUIT is served (RFC 5321 3.1)
 CLOSED = "CLOSED"        # 221 or 421 sent, or the client went away
+
+# BDAT enters BDAT when its line is read; the reply to its EndOfChunk leaves it:
+# (reply was 2xx, LAST) -> state. A refused chunk ends the transaction (RFC 3030 2:
+# the client sends no more chunks; those already pipelined are read and refused).
+AFTER_CHUNK = {(True, False): CHUNKS, (True, True): READY, (False, False): READY, (False, True): READY}
 
 # Commands this table knows. Any other verb is passed to the session as a
 # Command in every state but REJECTED (plugins may implement it).
@@ -37,14 +53,17 @@ _ANYTIME = {"HELO": READY, "EHLO": READY, "NOOP": None, "VRFY": None, "HELP": No
 
 # state -> {verb: state after a 2xx/3xx reply (None: unchanged)}
 TRANSITIONS: dict[str, dict[str, str | None]] = {
-    GREETED: {**_ANYTIME, "RSET": GREETED, "STARTTLS": GREETED},
-    READY: {**_ANYTIME, "RSET": READY, "MAIL": MAIL, "STARTTLS": GREETED, "AUTH": READY},
+    # XCLIENT (Postfix) answered 220 starts over as a new connection: HELO/EHLO again.
+    GREETED: {**_ANYTIME, "RSET": GREETED, "STARTTLS": GREETED, "XCLIENT": GREETED},
+    READY: {**_ANYTIME, "RSET": READY, "MAIL": MAIL, "STARTTLS": GREETED, "AUTH": READY, "XCLIENT": GREETED},
     MAIL: {**_ANYTIME, "RSET": READY, "RCPT": RCPT},
-    RCPT: {**_ANYTIME, "RSET": READY, "RCPT": RCPT, "DATA": DATA},
+    RCPT: {**_ANYTIME, "RSET": READY, "RCPT": RCPT, "DATA": DATA, "BDAT": BDAT},
+    # RFC 3030 2: no DATA (nor RCPT) once a chunk is in.
+    CHUNKS: {**_ANYTIME, "RSET": READY, "BDAT": BDAT},
     REJECTED: {"QUIT": CLOSED},
 }
 KNOWN_VERBS = frozenset(("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT",
-                         "STARTTLS", "AUTH"))
+                         "STARTTLS", "AUTH", "BDAT", "XCLIENT"))
 
 # Replies for a known verb out of sequence: (state, verb) -> (code, enhanced, text)
 _SEQUENCE_ERRORS = {
@@ -61,6 +80,17 @@ _SEQUENCE_ERRORS = {
     (RCPT, "AUTH"): (503, "5.5.1", "AUTH is not permitted during a mail transaction"),
     (MAIL, "STARTTLS"): (503, "5.5.1", "STARTTLS is not permitted during a mail transaction"),
     (RCPT, "STARTTLS"): (503, "5.5.1", "STARTTLS is not permitted during a mail transaction"),
+    (GREETED, "BDAT"): (503, "5.5.1", "MAIL first"),
+    (READY, "BDAT"): (503, "5.5.1", "MAIL first"),
+    (MAIL, "BDAT"): (503, "5.5.1", "RCPT first"),
+    (CHUNKS, "MAIL"): (503, "5.5.1", "nested MAIL command"),
+    (CHUNKS, "RCPT"): (503, "5.5.1", "RCPT is not permitted after BDAT"),
+    (CHUNKS, "DATA"): (503, "5.5.1", "DATA is not permitted after BDAT (RFC 3030)"),
+    (CHUNKS, "AUTH"): (503, "5.5.1", "AUTH is not permitted during a mail transaction"),
+    (CHUNKS, "STARTTLS"): (503, "5.5.1", "STARTTLS is not permitted during a mail transaction"),
+    (MAIL, "XCLIENT"): (503, "5.5.1", "Error: MAIL transaction in progress"),
+    (RCPT, "XCLIENT"): (503, "5.5.1", "Error: MAIL transaction in progress"),
+    (CHUNKS, "XCLIENT"): (503, "5.5.1", "Error: MAIL transaction in progress"),
 }
 # Verbs refused once something happened: verb -> ((attribute that records it, the reply), ...).
 # No STARTTLS after AUTH either: what TLS protects must include the credentials.
@@ -172,6 +202,12 @@ class BadLine:
         self.reply = reply
 
 
+class BadChunk(BadLine):
+    """A BDAT line without a readable size; answer with `reply`, after which no transaction is open."""
+
+    __slots__ = ()
+
+
 class AuthResponse:
     """The client's answer to a 334 challenge: `line` without its CRLF (base64 text, or "*" to cancel)."""
 
@@ -202,6 +238,30 @@ class EndOfMessage:
         self.stats = stats
 
 
+class ChunkStart:
+    """A legal BDAT line: `size` octets follow as MessageData, then EndOfChunk. Needs no reply."""
+
+    __slots__ = ("size", "last", "first")
+
+    def __init__(self, size: int, last: bool, first: bool) -> None:
+        self.size = size
+        self.last = last
+        self.first = first  # the transaction's first chunk
+
+    def __repr__(self) -> str:
+        return f"ChunkStart({self.size}, last={self.last}, first={self.first})"
+
+
+class EndOfChunk:
+    """A BDAT chunk has been read. `stats` covers every chunk so far; answer with one reply."""
+
+    __slots__ = ("stats", "last")
+
+    def __init__(self, stats: DataStats, last: bool) -> None:
+        self.stats = stats
+        self.last = last
+
+
 class ConnectionClosed:
     """The client closed its side. `in_data` is true if a message was cut short."""
 
@@ -227,6 +287,8 @@ class ServerConnection:
         self._stats: DataStats | None = None
         self._message_ended = False
         self._command_crlf = True  # the last command line ended in CRLF (not a bare LF)
+        self._chunk_end: object = None   # BDAT: the event that ends the chunk being read
+        self._chunk_return = READY       # BDAT: the state an illegal BDAT goes back to
         self.tls = False            # STARTTLS answered 220; the caller sets it for TLS from the start (SMTPS)
         self.authenticated = False  # AUTH answered 235
 
@@ -253,6 +315,8 @@ class ServerConnection:
             raise ProtocolError("connection is closed")
         if self.state == DATA:
             return self._next_data_event()
+        if self.state == BDAT:
+            return self._next_chunk_event()
         sasl = self.state == SASL
         limit = self.max_command_length
         if sasl or self._rx.peek(5).upper() == b"AUTH ":
@@ -276,6 +340,8 @@ class ServerConnection:
             return self._expect(AuthResponse(text))
         verb, _, arg = text.partition(" ")
         command = Command(verb.upper(), arg)
+        if command.verb == "BDAT":
+            return self._bdat(command)
         legal = TRANSITIONS[self.state]
         if command.verb not in legal and (command.verb in KNOWN_VERBS or self.state == REJECTED):
             code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, command.verb), _REJECTED_ERROR)
@@ -285,6 +351,44 @@ class ServerConnection:
                 if getattr(self, attribute):
                     return self._expect(OutOfSequence(command, Reply(code, message, enhanced)))
         return self._expect(command)
+
+    def _bdat(self, command: Command) -> object:
+        words = command.arg.split(" ")
+        if not (1 <= len(words) <= 2 and words[0].isdigit() and words[0].isascii() and len(words[0]) <= 20
+                and (len(words) == 1 or words[1].upper() == "LAST")):
+            return self._expect(BadChunk(Reply(501, "Syntax: BDAT size [LAST]", "5.5.4")))
+        size, last = int(words[0]), len(words) == 2
+        self._rx.start_chunk(size)
+        legal = "BDAT" in TRANSITIONS[self.state]
+        if legal:
+            first = self.state == RCPT
+            if first:
+                self._stats = DataStats()
+            self._chunk_end = EndOfChunk(self._stats, last)
+        else:
+            code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, "BDAT"), _REJECTED_ERROR)
+            self._chunk_end = OutOfSequence(command, Reply(code, message, enhanced))
+            self._chunk_return = self.state
+        self.state = BDAT
+        return ChunkStart(size, last, first) if legal else self._next_chunk_event()
+
+    def _next_chunk_event(self) -> object:
+        while True:
+            data, ended = self._rx.take_chunk()
+            if ended:
+                event = self._chunk_end
+                if isinstance(event, EndOfChunk):
+                    if data:
+                        self._stats.add(data, self.max_line_length > 0)
+                        return MessageData(data)  # the end comes with the next call
+                    if event.last:
+                        self._stats.finish()
+                return self._expect(event)
+            if data and isinstance(self._chunk_end, EndOfChunk):
+                self._stats.add(data, self.max_line_length > 0)
+                return MessageData(data)
+            if not data:
+                return ConnectionClosed(True) if self._eof else NEED_DATA
 
     def _next_data_event(self) -> object:
         if self._message_ended:
@@ -316,6 +420,14 @@ class ServerConnection:
             self.state = {220: GREETED, 554: REJECTED}.get(code, CLOSED)
         elif isinstance(event, EndOfMessage):
             self.state = READY
+        elif isinstance(event, EndOfChunk):
+            self.state = AFTER_CHUNK[(200 <= code < 400, event.last)]
+        elif self.state == BDAT:  # an illegal BDAT, its octets dropped
+            self.state = self._chunk_return
+        elif isinstance(event, BadChunk):
+            self.reset_transaction()
+        elif isinstance(event, Command) and event.verb == "XCLIENT" and code == 554:
+            self.state = REJECTED  # the new client's connect hook refused it, as a 554 greeting does
         elif self.state == SASL or (isinstance(event, Command) and event.verb == "AUTH"):
             # 334: the exchange goes on; anything else ends it (RFC 4954 4).
             self.state = SASL if code == 334 else READY
@@ -337,5 +449,5 @@ class ServerConnection:
 
     def reset_transaction(self) -> None:
         """Leave the mail transaction (e.g. after a DATA command was refused)."""
-        if self.state in (MAIL, RCPT):
+        if self.state in (MAIL, RCPT, CHUNKS):
             self.state = READY

@@ -10,6 +10,9 @@ Nothing here touches a file descriptor. Two rules keep it safe:
   A line that starts with a dot loses that dot (RFC 5321 4.5.2).
 The scanner looks only for b"\\r\\n." with bytes.find, so its cost per octet
 does not depend on how many lines a message has.
+
+A BDAT chunk (RFC 3030) is the next `n` octets exactly: no terminator, no
+dot-unstuffing, whatever they hold.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ _LF = 0x0A
 class DataStats:
     """What the scanner saw in one message; the session turns it into a verdict."""
 
-    __slots__ = ("size", "bare_lf", "bare_cr", "longest_line", "_line")
+    __slots__ = ("size", "bare_lf", "bare_cr", "longest_line", "_line", "_cr_open")
 
     def __init__(self) -> None:
         self.size = 0           # octets after dot-unstuffing
@@ -34,13 +37,26 @@ class DataStats:
         self.bare_cr = False
         self.longest_line = 0   # octets, counting the line's LF (and CR)
         self._line = 0          # length of the line still open at the end of the last chunk
+        self._cr_open = False   # the last chunk ended in CR (BDAT may split a CRLF; DATA never does)
 
     def add(self, chunk: bytes, check_lines: bool) -> None:
+        if not chunk:
+            return
         self.size += len(chunk)
         crlf = chunk.count(_CRLF)
+        cr = chunk.count(b"\r")
+        if self._cr_open:
+            if chunk[0] == _LF:
+                crlf += 1
+                cr += 1  # the CR held back from the last chunk
+            else:
+                self.bare_cr = True
+        self._cr_open = chunk[-1] == _CR
+        if self._cr_open:
+            cr -= 1  # decided by the next chunk, or by finish()
         if chunk.count(b"\n") != crlf:
             self.bare_lf = True
-        if chunk.count(b"\r") != crlf:
+        if cr != crlf:
             self.bare_cr = True
         if not check_lines:
             return
@@ -54,6 +70,12 @@ class DataStats:
         self.longest_line = max(self.longest_line, first, middle)
         self._line = len(parts[-1])
 
+    def finish(self) -> None:
+        """The message is complete: a CR still waiting for its LF is a bare CR."""
+        if self._cr_open:
+            self.bare_cr = True
+            self._cr_open = False
+
 
 class ReceiveBuffer:
     """Bytes received and not yet consumed."""
@@ -64,6 +86,7 @@ class ReceiveBuffer:
         self._too_long = False     # an over-long line ended; report it next
         self._at_line_start = True  # DATA: the next octet begins a line
         self._may_end = True        # DATA: that line follows a CRLF, so "." there is the end
+        self._chunk_left = 0        # BDAT: octets of the chunk not yet handed out
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -112,6 +135,19 @@ class ReceiveBuffer:
         """DATA was accepted; `after_crlf` is false if its command line ended in a bare LF."""
         self._at_line_start = True
         self._may_end = after_crlf
+
+    def start_chunk(self, size: int) -> None:
+        """A BDAT command announced `size` octets; they follow its line at once."""
+        self._chunk_left = size
+
+    def take_chunk(self) -> tuple[bytes, bool]:
+        """Chunk octets available now (never past the chunk's end), and whether the chunk is complete."""
+        buf = self._buf
+        n = min(len(buf), self._chunk_left)
+        data = bytes(buf[:n])
+        del buf[:n]
+        self._chunk_left -= n
+        return data, self._chunk_left == 0
 
     def take_data(self) -> tuple[bytes, bool]:
         """Dot-unstuffed message bytes available now, and whether <CRLF>.<CRLF> was reached.

@@ -66,6 +66,8 @@ class Session:
         self.deadline = time.monotonic() + config.get_int("session_timeout")
         self.databytes = config.get_int("databytes")
         self.max_recipients = config.get_int("max_recipients")
+        self.max_messages = config.get_int("max_messages")
+        self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX)
         self.max_errors = config.get_int("max_errors")
         self.bare_newline = (config.get_one("bare_newline") or "reject").lower()
         self.proto = p.ServerConnection(config.get_int("max_command_length"), config.get_int("max_line_length"))
@@ -76,6 +78,9 @@ class Session:
         self.spool: Spool | None = None
         self.too_big = False
         self.spool_error = False  # a spool write failed (disk full): this message gets 451
+        self._xclient_trusted: bool | None = None  # decided once, from the address before any XCLIENT
+        self.record = None  # sessionrecord.SessionRecord, when config `session_record` names a file
+        self.chunk_refusal = None  # BDAT: (reply, result) of a data hook that refused the first chunk
         self.smtps = smtps         # TLS before the greeting (--smtps)
         self.sasl = None           # the auth.Exchange under way
         self.auth_failures = 0
@@ -84,7 +89,9 @@ class Session:
 
     # The loop ----------------------------------------------------------
     def run(self) -> None:
+        self.start_record()
         try:
+            self.proxy_header()
             if self.implicit_tls():
                 self.smtps_handshake()
             self.greet()
@@ -114,6 +121,32 @@ class Session:
             self.host.run_all("disconnect", self.txn)
             self.host.run_all("post_connection", self.txn)
             self.log_summary()
+            self.write_record()
+
+    def start_record(self) -> None:
+        """With config `session_record`, note every hook's verdict for the session's JSON line."""
+        path = self.config.get_one("session_record")
+        if not path:
+            return
+        from .sessionrecord import SessionRecord
+
+        self.record = record = SessionRecord(os.path.join(self.config.directory, path))
+        run = self.host.run
+
+        def run_and_record(hook, txn, *args):
+            result = run(hook, txn, *args)
+            record.verdict(hook, result)
+            return result
+
+        self.host.run = run_and_record
+
+    def write_record(self) -> None:
+        if self.record is None:
+            return
+        try:
+            self.record.write(self.connection, self.last_result, self.errors)
+        except Exception as exc:  # monitoring must never break a session
+            self.log(LOGERROR, f"cannot write the session record: {exc}")
 
     def read(self) -> bytes:
         remaining = self.deadline - time.monotonic()
@@ -130,7 +163,7 @@ class Session:
             self.log(LOGNOTICE, "session time limit reached")
             self.fail(Reply(421, f"{self.me} Error: session time limit exceeded", "4.4.2"))
             raise Disconnect() from None
-        if self.log.level >= LOGDEBUG and data and self.proto.state != p.DATA:
+        if self.log.level >= LOGDEBUG and data and self.proto.state not in (p.DATA, p.BDAT):
             shown = data[:512]
             if self.proto.state == p.SASL or b"AUTH " in shown.upper():
                 from .auth import mask
@@ -184,6 +217,16 @@ class Session:
             self.spool_data(event.data)
         elif isinstance(event, p.EndOfMessage):
             self.end_of_data(event.stats)
+        elif isinstance(event, p.ChunkStart):
+            self.start_chunk(event)
+        elif isinstance(event, p.EndOfChunk):
+            self.end_of_chunk(event)
+        elif isinstance(event, p.OutOfSequence) and event.command.verb == "BDAT":
+            # Chunks pipelined after a refused one (RFC 3030 2): refused, not counted as errors.
+            self.respond(event.reply)
+        elif isinstance(event, p.BadChunk):
+            self.reset_transaction()  # the protocol closed the transaction too
+            self.protocol_error(event.reply)
         elif isinstance(event, (p.OutOfSequence, p.BadLine)):
             self.protocol_error(event.reply)
             if self.proto.state != p.SASL:
@@ -229,6 +272,51 @@ class Session:
         self.respond(reply)
 
     # Connection ---------------------------------------------------------
+    def proxy_header(self) -> None:
+        """From a peer in config `proxy_clients`, read the PROXY header (v1 or v2) before the greeting.
+
+        Only a listed peer is waited for: anyone else gets the greeting at once,
+        and a PROXY line from them is an unknown command. A listed peer must send
+        a valid header; without one the connection closes with no reply (the
+        HAProxy spec: never guess).
+        """
+        entries = self.config.get("proxy_clients")
+        if not entries:
+            return
+        from . import proxyproto
+
+        conn = self.connection
+        if not proxyproto.trusted(conn.remote_ip, entries):
+            return
+        received = b""
+        while True:
+            try:
+                parsed = proxyproto.parse(received)
+            except proxyproto.ProxyError as exc:
+                self.log(LOGNOTICE, f"bad PROXY header from {conn.remote_label}: {exc}; closing")
+                self.proto.state = p.CLOSED
+                raise Disconnect() from None
+            if parsed is not None:
+                break
+            data = self.read()
+            if not data:
+                raise ClientGone(f"{conn.remote_label} closed before its PROXY header")
+            received += data
+        header, used = parsed
+        if received[used:]:
+            self.proto.receive_data(received[used:])
+        if header.local:
+            self.log(LOGINFO, f"PROXY v{header.version} header from {conn.remote_label} without a client address")
+            return
+        proxy = conn.remote_label
+        conn.remote_ip, conn.remote_port = header.src_ip, header.src_port
+        conn.local_ip, conn.local_port = header.dst_ip, header.dst_port
+        # What tcpserver said about the proxy (its name, ident, RELAYCLIENT) is not about the client.
+        conn.remote_host = conn.remote_info = ""
+        conn.relay_client = False
+        conn.notes["proxy"] = proxy
+        self.log(LOGINFO, f"PROXY v{header.version}: client {conn.remote_label} via {proxy}")
+
     def greet(self) -> None:
         result = self.host.run("connect", self.txn)
         if result.code in (DENYSOFT, DENYSOFT_DISCONNECT):
@@ -273,13 +361,25 @@ class Session:
             self.answer(result, _HELO_REPLIES, Reply(250, greeting + "; I am so happy to meet you."))
             return
         lines = [greeting, "PIPELINING", "8BITMIME", f"SIZE {self.databytes}" if self.databytes else "SIZE",
-                 "ENHANCEDSTATUSCODES", "SMTPUTF8"]
+                 "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", *self.limits()]
+        if self.xclient_trusted():
+            lines.append("XCLIENT " + " ".join(_XCLIENT_ATTRIBUTES))
         mechanisms = self.auth_mechanisms()
         auth = ["AUTH " + " ".join(mechanisms)] if mechanisms else []
         self.answer(result, _HELO_REPLIES, Reply(250, lines + conn.capabilities + auth))
 
+    def limits(self) -> list[str]:
+        """The LIMITS line (RFC 9422), or none; a limit of 0 (unlimited) is left out."""
+        limits = [f"{name}={value}" for name, value in (("RCPTMAX", self.max_recipients), ("MAILMAX", self.max_messages))
+                  if value > 0]
+        return ["LIMITS " + " ".join(limits)] if limits else []
+
     # MAIL / RCPT ---------------------------------------------------------
     def cmd_mail(self, arg: str) -> None:
+        if self.max_messages and self.transactions >= self.max_messages:
+            # RFC 9422 5.1: past MAILMAX the client must reconnect; a 4xx tells it to.
+            self.log(LOGNOTICE, f"{self.transactions} transactions in this session; disconnecting")
+            return self.respond(Reply(421, f"{self.me} Too many transactions in this session", "4.5.3"))
         parsed = self.parse_command(arg, "FROM", "mail_pre")
         if parsed is None:
             return
@@ -307,7 +407,9 @@ class Session:
             DENY_DISCONNECT: (550, "5.7.1", f"{sender}, denied"),
             DENYSOFT_DISCONNECT: (421, "4.7.1", f"{sender}, temporarily denied"),
         }, Reply(250, f"{sender}, sender OK - how exciting to get mail from you!", "2.1.0"))
-        if not ok:
+        if ok:
+            self.transactions += 1
+        else:
             self.reset_transaction()
 
     def check_mail_params(self, params: dict) -> Reply | None:
@@ -405,12 +507,15 @@ class Session:
             self.proto.reset_transaction()
             self.reset_transaction()
             return
+        self.open_spool()
+
+    def open_spool(self) -> None:
         spool_dir = self.config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
         self.spool = Spool(spool_dir, self.config.get_int("size_threshold"))
         self.too_big = self.spool_error = False
 
     def spool_data(self, data: bytes) -> None:
-        if self.too_big or self.spool_error:
+        if self.too_big or self.spool_error or self.spool is None:
             return
         if self.databytes and self.spool.size + len(data) > self.databytes:
             self.too_big = True  # keep reading to the end, store nothing more
@@ -420,6 +525,48 @@ class Session:
         except OSError as exc:  # disk full: this message fails, the session goes on
             self.log(LOGERROR, f"spool error: {exc}; the message will get 451")
             self.spool_error = True
+
+    # BDAT (RFC 3030) ---------------------------------------------------------
+    def start_chunk(self, event: p.ChunkStart) -> None:
+        """The first chunk asks the data hook, as DATA does; its verdict is the reply after the chunk."""
+        if not event.first:
+            return
+        self.chunk_refusal = None
+        result = self.host.run("data", self.txn)
+        code = result.code
+        if code == DONE and result.lines and result.lines[0][:1] in ("4", "5"):
+            first = result.lines[0]
+            reply = Reply(int(first[:3]), [first[4:]] + result.lines[1:], _default_enhanced(int(first[:3])))
+            self.chunk_refusal = (reply, result)
+        elif code in (DENY, DENY_DISCONNECT):
+            self.chunk_refusal = (Reply(554, result.lines or ["Message denied"], "5.7.1"), result)
+        elif code in (DENYSOFT, DENYSOFT_DISCONNECT):
+            reply = Reply(421 if code == DENYSOFT_DISCONNECT else 451, result.lines or ["Message denied temporarily"], "4.7.1")
+            self.chunk_refusal = (reply, result)
+        else:
+            self.open_spool()
+
+    def end_of_chunk(self, event: p.EndOfChunk) -> None:
+        refusal = self.chunk_refusal
+        if refusal is not None:
+            self.chunk_refusal = None
+            reply, result = refusal
+            self.last_result = f"{reply.code} {reply.text}"
+            try:
+                self.respond_deny(reply, result.code, result)
+            finally:
+                self.reset_transaction()
+            return
+        if event.last:
+            return self.end_of_data(event.stats)
+        # Refuse as soon as the chunk shows it: the client then sends no more (RFC 3030 2).
+        reply = self.check_message(event.stats) if self.too_big or self.spool_error else None
+        if reply is not None:
+            self.last_result = f"{reply.code} {reply.text}"
+            self.log(LOGNOTICE, f"message {self.txn.id} from {self.txn.sender}: {reply.code} {reply.text}")
+            self.respond(reply)
+            return self.reset_transaction()
+        self.respond(Reply(250, f"{event.stats.size} octets received", "2.0.0"))
 
     def end_of_data(self, stats) -> None:
         txn = self.txn
@@ -431,6 +578,8 @@ class Session:
             self.log(LOGERROR, f"spool error: {exc}")
             reply = Reply(451, "Local error in processing - try again later", "4.3.0")
         self.last_result = f"{reply.code} {reply.text}"
+        if self.record is not None:
+            self.record.message(txn, stats.size, reply.code)
         self.log(LOGINFO if reply.code < 400 else LOGNOTICE,
                  f"message {txn.id} from {txn.sender} to {len(txn.recipients)} recipient(s), {stats.size} octets: "
                  f"{reply.code} {reply.text}")
@@ -470,8 +619,7 @@ class Session:
         denied = _stage_reply(result, "Message denied")
         if denied:
             return self.finish_denied(denied, result)
-        if self.connection.auth_user:
-            self.add_authentication_results(txn)
+        self.add_authentication_results(txn)
         result = self.host.run("queue_pre", txn)
         if result.code not in (OK, DECLINED, DONE):
             return self.finish_denied(Reply(451, result.lines or ["Queuing failed - try again later"], "4.3.0"), result)
@@ -499,19 +647,19 @@ class Session:
             self.spool = None
 
     def add_authentication_results(self, txn) -> None:
-        """`Authentication-Results: ME; auth=pass smtp.auth=USER` (RFC 8601), unless a plugin wrote the field.
+        """One `Authentication-Results: ME; auth=pass ...; spf=...; dkim=...` field (RFC 8601), after data_post.
 
-        The auth entry is in the connection's notes, where a DNS plugin writing
-        its own field in data_post finds it too.
+        Plugins only record entries (dns.add_auth_result) in the connection's
+        or the transaction's notes; the core writes the one field, so results
+        found late in data_post (dkim, dmarc) are in it too.
         """
-        if txn.notes.get("authentication_results_written"):
+        entries = [e for e in (self.connection.notes.get("authentication_results"), txn.notes.get("authentication_results")) if e]
+        if not entries:
             return
         authserv = self.config.get_one("me-auth-results") or self.me
         if authserv.lower() == "none":
             return
-        entries = [e for e in (self.connection.notes.get("authentication_results"), txn.notes.get("authentication_results")) if e]
         txn.header.add("Authentication-Results", f"{authserv}; " + "; ".join(entries), prepend=True)
-        txn.notes["authentication_results_written"] = True
 
     # STARTTLS --------------------------------------------------------------
     def tls_provider(self):
@@ -680,6 +828,50 @@ class Session:
             raise Disconnect()
         self.respond(reply)
 
+    # XCLIENT (Postfix) -------------------------------------------------------
+    def xclient_trusted(self) -> bool:
+        if self._xclient_trusted is None:
+            entries = self.config.get("xclient_clients")
+            if entries:
+                from .proxyproto import trusted
+
+                self._xclient_trusted = trusted(self.connection.remote_ip, entries)
+            else:
+                self._xclient_trusted = False
+        return self._xclient_trusted
+
+    def cmd_xclient(self, arg: str) -> None:
+        """A trusted front end says who its client is; as Postfix, the session then starts over with 220."""
+        if not self.config.get("xclient_clients"):
+            return self.unrecognized(p.Command("XCLIENT", arg))
+        if not self.xclient_trusted():
+            return self.protocol_error(Reply(550, "Error: insufficient authorization", "5.7.0"))
+        try:
+            values = _xclient_values(arg)
+        except ValueError as exc:
+            return self.protocol_error(Reply(501, f"Bad XCLIENT syntax: {exc}", "5.5.4"))
+        conn = self.connection
+        self.log(LOGINFO, f"XCLIENT from {conn.remote_label}: {values}")
+        self.reset_transaction()
+        if "ADDR" in values:
+            conn.remote_ip, conn.remote_port = values["ADDR"], 0  # the front end's port is not the client's
+            conn.remote_host = conn.remote_info = ""
+            conn.relay_client = False  # decided afresh for the new client, by the connect hooks
+        if "PORT" in values:
+            conn.remote_port = values["PORT"]
+        if "NAME" in values:
+            conn.remote_host = values["NAME"]
+        conn.hello, conn.hello_host, conn.esmtp = "", values.get("HELO", ""), values.get("PROTO") == "ESMTP"
+        conn.capabilities = []
+        if values.get("LOGIN"):
+            conn.auth_user, conn.auth_mechanism = values["LOGIN"], "XCLIENT"
+            conn.relay_client = True  # as after AUTH
+        elif "LOGIN" in values:
+            conn.auth_user = conn.auth_mechanism = None
+        self.greet()
+        if values.get("LOGIN"):
+            conn.relay_client = True  # a connect hook may not take back what LOGIN gave
+
     # The rest --------------------------------------------------------------
     def cmd_rset(self, arg: str) -> None:
         self.reset_transaction()
@@ -751,6 +943,43 @@ class Session:
                  f"session from {conn.remote_label} helo={conn.hello_host or '-'} relay={int(conn.relay_client)} "
                  f"messages={self.messages} errors={self.errors} last={self.last_result or '-'} "
                  f"in={self.transport.bytes_in} out={self.transport.bytes_out} duration={duration:.3f}s")
+
+
+_XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
+
+
+def _xclient_values(arg: str) -> dict:
+    """XCLIENT's NAME=value pairs, xtext-decoded and checked; [UNAVAILABLE]/[TEMPUNAVAIL] give ""."""
+    from .auth import decode_xtext
+
+    values: dict = {}
+    words = arg.split()
+    if not words:
+        raise ValueError("no attributes")
+    for word in words:
+        name, eq, raw = word.partition("=")
+        name = name.upper()
+        if not eq or name not in _XCLIENT_ATTRIBUTES:
+            raise ValueError(f"bad attribute {name or word!r}")
+        value = decode_xtext(raw)  # ValueError if malformed
+        if value.upper() in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
+            value = ""
+        if any(not c.isprintable() or c.isspace() for c in value):
+            raise ValueError(f"bad {name} value")
+        if name == "ADDR" and value:
+            import ipaddress
+
+            value = str(ipaddress.ip_address(value[5:] if value.upper().startswith("IPV6:") else value))
+        elif name == "PORT":
+            if value and not (value.isdigit() and value.isascii() and int(value) <= 65535):
+                raise ValueError("bad PORT value")
+            value = int(value or 0)
+        elif name == "PROTO":
+            value = value.upper()
+            if value not in ("", "SMTP", "ESMTP"):
+                raise ValueError("bad PROTO value")
+        values[name] = value
+    return values
 
 
 _HELO_REPLIES = {

@@ -508,7 +508,6 @@ def hook_data_post(plugin, txn):
         me = (plugin.config("me") or ["unknown"])[0]
         lines = received_spf(result, plugin.connection.remote_ip, address, helo, me, scope)
         txn.header.add_folded("Received-SPF", lines, prepend=True)
-    dns.write_authentication_results(plugin, txn)
     return DECLINED
 
 

@@ -6,6 +6,11 @@
     ...  config file dns_servers: server.servers_line ("127.0.0.1 PORT")
     server.stop()
 
+DNSServer(dir, records, port=53, log_queries=True) serves on that port of
+127.0.0.1 instead of a free high one (port 53 needs root), and logs every
+query it receives to dnsmasq-main.log (log_text()). Importing this module
+does not need pytest (bench/run.py uses it).
+
 Every name under .test, in-addr.arpa and ip6.arpa is answered from the
 given dnsmasq option lines only (anything else there is NXDOMAIN), plus two
 zones that fail:
@@ -24,8 +29,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 ROOT_TRUST_ANCHOR = ".,20326,8,2,E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D"
 
 
@@ -38,6 +41,8 @@ def dnsmasq_path() -> str | None:
 
 
 def requires_dnsmasq():
+    import pytest
+
     return pytest.mark.skipif(dnsmasq_path() is None, reason=SKIP_REASON)
 
 
@@ -56,9 +61,11 @@ def free_port() -> int:
 
 
 class DNSServer:
-    def __init__(self, directory: Path, records: list[str]) -> None:
+    def __init__(self, directory: Path, records: list[str], port: int = 0, log_queries: bool = False) -> None:
         self.directory = Path(directory)
         self.records = list(records)
+        self.requested_port = port
+        self.log_queries = log_queries
         self.port = 0
         self.processes: list[subprocess.Popen] = []
         self.blackhole: socket.socket | None = None
@@ -72,7 +79,8 @@ class DNSServer:
         # A socket that is bound but never read: queries to it are never answered.
         self.blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.blackhole.bind(("127.0.0.1", 0))
-        unsigned, validating, self.port = free_port(), free_port(), free_port()
+        unsigned, validating = free_port(), free_port()
+        self.port = self.requested_port or free_port()
         try:
             self._run("unsigned", unsigned, ["local=/servfail.test/", "address=/servfail.test/192.0.2.99"])
             self._run("validating", validating, ["dnssec", f"trust-anchor={ROOT_TRUST_ANCHOR}",
@@ -80,7 +88,7 @@ class DNSServer:
             self._run("main", self.port, ["local=/test/", "local=/in-addr.arpa/", "local=/ip6.arpa/",
                                           f"server=/servfail.test/127.0.0.1#{validating}",
                                           f"server=/dead.test/127.0.0.1#{self.blackhole.getsockname()[1]}"]
-                      + self.records)
+                      + (["log-queries"] if self.log_queries else []) + self.records)
             for port in (unsigned, validating, self.port):
                 self._wait_ready(port)
         except BaseException:
@@ -139,6 +147,8 @@ class DNSServer:
 def dns_server(tmp_path_factory, records: list[str]):
     """For a module-scoped fixture: start dnsmasq with `records`, yield it, stop it."""
     if dnsmasq_path() is None:
+        import pytest
+
         pytest.skip(SKIP_REASON)
     server = DNSServer(tmp_path_factory.mktemp("dns"), records).start()
     try:

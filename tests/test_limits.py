@@ -297,3 +297,17 @@ def test_runaway_plugin_memory_is_stopped_by_rlimit_as(smtp):
     assert r.codes == [220, 250, 250, 250, 354, 451, 250, 221], r.stdout
     assert "MemoryError" in r.log
     assert smtp.messages() == []
+
+
+@covers("max_messages")
+@pytest.mark.parametrize("limit", ["2", None])
+def test_max_messages_421_and_advertised(smtp, limit):
+    if limit:
+        smtp.write("max_messages", limit)
+    n = int(limit or DEFAULTS["max_messages"])
+    one = MAIL + RCPT + b"DATA\r\nSubject: n\r\n\r\nx\r\n.\r\n"
+    r = smtp.run(EHLO + one * n + MAIL + b"NOOP\r\n", timeout=120)
+    r.assert_wellformed()
+    assert f"MAILMAX={n}".encode() in r.stdout
+    assert r.codes == [220, 250] + [250, 250, 354, 250] * n + [421], r.stdout[-300:]
+    assert len(smtp.messages()) == n

@@ -78,10 +78,14 @@ def test_reject_naughty_appends_to_the_note_and_declines():
     assert messages(plugin) == ["fail, NAUGHTY: one", "fail, NAUGHTY"]
 
 
-def test_naughty_reject_type_is_the_default_type_when_not_given():
+def test_naughty_reject_type_only_when_given():
+    # As qpsmtpd: without a reject_type of its own, the naughty plugin's reject_type applies.
     plugin = make(opts={"reject": "naughty"})
     plugin.get_reject("x", default_type="disconnect")
-    assert plugin.connection.notes["naughty_reject_type"] == "disconnect"
+    assert "naughty_reject_type" not in plugin.connection.notes
+    plugin = make(opts={"reject": "naughty", "reject_type": "temp"})
+    plugin.get_reject("x", default_type="disconnect")
+    assert plugin.connection.notes["naughty_reject_type"] == "temp"
 
 
 @pytest.mark.parametrize("reject_type, text", [("perm", "5.1.1 x"), ("disconnect", "5.1.1 x"), ("temp", "4.1.1 x"),

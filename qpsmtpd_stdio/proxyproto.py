@@ -1,0 +1,128 @@
+"""The PROXY protocol header (HAProxy's spec, versions 1 and 2), sans I/O: bytes in, addresses out.
+
+A proxy (HAProxy `send-proxy`/`send-proxy-v2`, nginx, stunnel) sends one
+header before anything else, saying who its client is. `parse()` is given the
+octets received so far and answers None (need more), or the header and how
+many octets it used; what follows belongs to SMTP. Anything malformed raises
+ProxyError: the spec says to close the connection then, never to guess.
+
+Only the addresses are used; v2 TLVs are skipped. A LOCAL (v2) or UNKNOWN (v1)
+header means the proxy speaks for itself (a health check): the addresses stay
+as they were.
+"""
+
+from __future__ import annotations
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+V1_PREFIX = b"PROXY "
+V1_MAX = 107  # octets of a v1 line, CRLF included (spec 2.1)
+V2_MAX = 16 + 65535
+
+# v2 address families (high nibble of octet 13) -> (address octets, ipaddress class name)
+_V2_FAMILIES = {0x1: (4, "IPv4Address"), 0x2: (16, "IPv6Address")}
+
+
+class ProxyError(Exception):
+    """Not a valid PROXY header."""
+
+
+class ProxyHeader:
+    """`local` is true for LOCAL/UNKNOWN: no addresses. Else the client's and the proxy's listening address."""
+
+    __slots__ = ("version", "local", "src_ip", "src_port", "dst_ip", "dst_port")
+
+    def __init__(self, version: int, local: bool, src_ip: str = "", src_port: int = 0, dst_ip: str = "",
+                 dst_port: int = 0) -> None:
+        self.version = version
+        self.local = local
+        self.src_ip = src_ip
+        self.src_port = src_port
+        self.dst_ip = dst_ip
+        self.dst_port = dst_port
+
+    def __repr__(self) -> str:
+        if self.local:
+            return f"ProxyHeader(v{self.version}, local)"
+        return f"ProxyHeader(v{self.version}, {self.src_ip}:{self.src_port} -> {self.dst_ip}:{self.dst_port})"
+
+
+def parse(buf: bytes) -> tuple[ProxyHeader, int] | None:
+    """(header, octets used) if `buf` starts with a complete header; None if it may still become one."""
+    n = min(len(buf), len(V2_SIGNATURE))
+    if buf[:n] == V2_SIGNATURE[:n]:
+        return _parse_v2(buf) if len(buf) >= 16 else None
+    n = min(len(buf), len(V1_PREFIX))
+    if buf[:n] == V1_PREFIX[:n]:
+        return _parse_v1(buf)
+    raise ProxyError("no PROXY header")
+
+
+def _parse_v1(buf: bytes) -> tuple[ProxyHeader, int] | None:
+    end = buf.find(b"\r\n", 0, V1_MAX)
+    if end < 0:
+        if len(buf) >= V1_MAX or b"\n" in buf[:V1_MAX]:
+            raise ProxyError("v1 header too long or not ended by CRLF")
+        return None
+    words = buf[:end].split(b" ")
+    if len(words) >= 2 and words[1] == b"UNKNOWN":
+        return ProxyHeader(1, True), end + 2  # the rest of the line is to be ignored (spec 2.1)
+    if len(words) != 6 or words[1] not in (b"TCP4", b"TCP6"):
+        raise ProxyError("bad v1 header")
+    kind = "IPv4Address" if words[1] == b"TCP4" else "IPv6Address"
+    src, dst = (_ip(kind, w.decode("ascii", "replace")) for w in words[2:4])
+    sport, dport = (_port(w) for w in words[4:6])
+    return ProxyHeader(1, False, src, sport, dst, dport), end + 2
+
+
+def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | None:
+    version, command = buf[12] >> 4, buf[12] & 0xF
+    if version != 2 or command not in (0, 1):
+        raise ProxyError(f"bad v2 version/command octet {buf[12]:#x}")
+    length = 16 + int.from_bytes(buf[14:16], "big")
+    if len(buf) < length:
+        return None
+    family, transport = buf[13] >> 4, buf[13] & 0xF
+    if command == 0 or family not in _V2_FAMILIES or transport != 1:
+        return ProxyHeader(2, True), length  # LOCAL, or not TCP over IP (unix sockets, UDP): no address to use
+    size, kind = _V2_FAMILIES[family]
+    if length < 16 + 2 * size + 4:
+        raise ProxyError("v2 address block too short")
+    import ipaddress
+
+    cls = getattr(ipaddress, kind)
+    src, dst = str(cls(buf[16:16 + size])), str(cls(buf[16 + size:16 + 2 * size]))
+    ports = buf[16 + 2 * size:16 + 2 * size + 4]
+    return ProxyHeader(2, False, src, int.from_bytes(ports[:2], "big"), dst, int.from_bytes(ports[2:], "big")), length
+
+
+def _ip(kind: str, text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(getattr(ipaddress, kind)(text))
+    except ValueError:
+        raise ProxyError(f"bad address {text!r}") from None
+
+
+def _port(word: bytes) -> int:
+    # Spec 2.1: decimal, no leading zero, 0-65535.
+    if not (word.isdigit() and len(word) <= 5 and (word == b"0" or word[:1] != b"0")) or int(word) > 65535:
+        raise ProxyError(f"bad port {word!r}")
+    return int(word)
+
+
+def trusted(ip: str, entries: list[str]) -> bool:
+    """True if `ip` is in one of `entries` (addresses or CIDR networks); bad entries are skipped."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for entry in entries:
+        try:
+            if address in ipaddress.ip_network(entry.strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
