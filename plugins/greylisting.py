@@ -1,7 +1,7 @@
 """greylisting - defer mail from unknown clients; accept it when they retry
 
 Arguments: `greylisting [remote_ip 1] [sender 0] [recipient 0] [black_timeout S] [grey_timeout S]
-[white_timeout S] [reject 1] [deny_late 0] [db_dir DIR]`
+[white_timeout S] [reject 1] [deny_late 0] [db_dir DIR] [store redis://HOST:PORT/DB]`
 
   remote_ip, sender, recipient  what makes up the triplet that is tracked
                  (1 or 0). Default: the client's IP alone, as qpsmtpd:
@@ -17,6 +17,8 @@ Arguments: `greylisting [remote_ip 1] [sender 0] [recipient 0] [black_timeout S]
   deny_late      1: defer at DATA instead of MAIL (the recipients get logged).
   db_dir         where the store lives (qpsmtpd_stdio/store.py: default
                  /var/lib/qpsmtpd, else the config directory).
+  store          a Redis URL shared by several MX hosts (default: the
+                 config file `store`; neither: the SQLite store).
 
 Config files: denysoft_greylist - `key value` lines, defaults for the
 arguments above (qpsmtpd's file; arguments win).
@@ -31,7 +33,9 @@ Relay clients, authenticated users, whitelisted hosts and senders and
 naughty connections are not greylisted. The triplets live in the shared
 SQLite store (WAL; every check is one write transaction, so concurrent
 connections never lose an update); if the store cannot be used, mail is
-accepted and the error logged. Expired triplets are pruned as they go.
+accepted and the error logged. Expired triplets are pruned as they go
+(in Redis each key expires grey_timeout, once white white_timeout, after
+its timestamp; updates are WATCH/MULTI transactions).
 qpsmtpd's per_recipient, p0f, geoip and nfslock options are not supported.
 
 Example config/plugins line (after relay, before rcpt_ok):
@@ -58,11 +62,12 @@ def register(plugin, *args):
     if "mode" in given and "reject" not in given:
         given["reject"] = "0" if given["mode"].lower() in ("testonly", "off") else "1"
     opts.update(given)
-    for key in sorted(set(opts) - set(DEFAULTS) - {"db_dir", "mode"}):
+    for key in sorted(set(opts) - set(DEFAULTS) - {"db_dir", "mode", "store"}):
         plugin.log(LOGWARN, f"argument {key} is {'not supported here' if key in IGNORED else 'unknown'}; ignored")
     plugin.flags = {k: opts[k] not in ("0", "") for k in ("remote_ip", "sender", "recipient", "reject", "deny_late")}
     plugin.timeouts = {k: float(opts[k]) for k in ("black_timeout", "grey_timeout", "white_timeout")}
     plugin.db_dir = opts.get("db_dir")
+    plugin.store_url = opts.get("store")  # else the config file `store`, read by store.open_store
     plugin.db = None
     if not any(plugin.flags[k] for k in ("remote_ip", "sender", "recipient")):
         raise ValueError("greylisting: enable one of remote_ip, sender, recipient")
@@ -116,31 +121,45 @@ def greylist(plugin, txn, sender, rcpt=None):
     from qpsmtpd_stdio import store
 
     if plugin.db is None:
-        plugin.db = store.open_store(plugin, plugin.db_dir, ("greylist", "greylist_ts"))
+        plugin.db = store.open_store(plugin, plugin.db_dir, ("greylist", "greylist_ts"), plugin.store_url)
         if plugin.db is None:
             return False
     now, t = time.time(), plugin.timeouts
     try:
-        with plugin.db.write() as cursor:
-            row = cursor.execute("SELECT ts, black, white FROM greylist WHERE key = ?", (key,)).fetchone()
-            ts, black, white = row or (now, 0, 0)
-            age = now - ts
-            if row and white and age < t["white_timeout"]:
-                verdict, new, why = False, (now, black, white + 1), f"pass, white, {white + 1} deliveries"
-            elif row and not white and age < t["black_timeout"]:
-                verdict, new, why = True, (ts, black + 1, 0), f"fail, black, {black + 1} deferred attempts"
-            elif row and not white and age < t["grey_timeout"]:
-                verdict, new, why = False, (now, black, 1), "pass, grey -> white"
-            else:
-                verdict, new, why = True, (now, 0, 0), "fail, initial DENYSOFT, " + ("expired" if row else "unknown")
-            cursor.execute("INSERT OR REPLACE INTO greylist (key, ts, black, white) VALUES (?, ?, ?, ?)", (key, *new))
-            cursor.execute("DELETE FROM greylist WHERE ts < ?", (now - max(t.values()),))
+        if plugin.db.kind == "redis":
+            def change(row):
+                new, verdict, why = decide(row, now, t)
+                ts, _, white = new
+                return new, ts + (t["white_timeout"] if white else t["grey_timeout"]), (verdict, why)
+
+            verdict, why = plugin.db.update("greylist", key, ("ts", "black", "white"), change)
+        else:
+            with plugin.db.write() as cursor:
+                row = cursor.execute("SELECT ts, black, white FROM greylist WHERE key = ?", (key,)).fetchone()
+                new, verdict, why = decide(row, now, t)
+                cursor.execute("INSERT OR REPLACE INTO greylist (key, ts, black, white) VALUES (?, ?, ?, ?)",
+                               (key, *new))
+                cursor.execute("DELETE FROM greylist WHERE ts < ?", (now - max(t.values()),))
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, accepting: {exc}")
         return False
     tolerated = "" if plugin.flags["reject"] else ", tolerated"
     plugin.log(LOGWARN if verdict else LOGINFO, f"{why} ({key}){tolerated}")
     return verdict
+
+
+def decide(row, now, t):
+    """(new (ts, black, white), defer?, why) for a triplet's record `row` (None if unknown)."""
+    ts, black, white = row or (now, 0, 0)
+    black, white = int(black), int(white)
+    age = now - ts
+    if row and white and age < t["white_timeout"]:
+        return (now, black, white + 1), False, f"pass, white, {white + 1} deliveries"
+    if row and not white and age < t["black_timeout"]:
+        return (ts, black + 1, 0), True, f"fail, black, {black + 1} deferred attempts"
+    if row and not white and age < t["grey_timeout"]:
+        return (now, black, 1), False, "pass, grey -> white"
+    return (now, 0, 0), True, "fail, initial DENYSOFT, " + ("expired" if row else "unknown")
 
 
 def hook_disconnect(plugin, txn):

@@ -1,7 +1,7 @@
 """karma - remember how each client IP behaved; refuse the ones that were naughty
 
 Arguments: `karma [negative N] [penalty_days D] [reject naughty|connect|1|0]
-[reject_type disconnect|perm|temp|temp_disconnect] [db_dir DIR]`
+[reject_type disconnect|perm|temp|temp_disconnect] [db_dir DIR] [store URL]`
 
   negative      how far below zero (nice minus naughty connections) a
                 client's history may go before a naughty connection sends
@@ -14,6 +14,10 @@ Arguments: `karma [negative N] [penalty_days D] [reject naughty|connect|1|0]
   reject_type   disconnect (default: 554, then hang up), perm, temp,
                 temp_disconnect.
   db_dir        where the store lives (qpsmtpd_stdio/store.py).
+  store         a Redis URL (redis://HOST:PORT/DB) shared by several MX
+                hosts (default: the config file `store`; neither: SQLite).
+                A Redis record expires a year after its last use, or when
+                its penalty ends if that is later.
 
 Config files: karma_tlds - `tld score` lines: a sender at that top-level
 domain lowers the connection's karma by score (none by default; qpsmtpd
@@ -61,7 +65,16 @@ def adjust(plugin, value):
 def open_db(plugin):
     from qpsmtpd_stdio import store
 
-    return store.open_store(plugin, plugin.opts.get("db_dir"), ("karma", "karma_last"))
+    return store.open_store(plugin, plugin.opts.get("db_dir"), ("karma", "karma_last"), plugin.opts.get("store"))
+
+
+FIELDS = ("penalty_start", "naughty", "nice", "connects", "last")
+YEAR = 365 * 86400
+
+
+def expire_at(start, now):
+    """When a Redis record lapses (SQLite: records older than a year, out of the penalty box, are deleted)."""
+    return max(now + YEAR, start)
 
 
 def hook_connect(plugin, txn):
@@ -77,7 +90,11 @@ def hook_connect(plugin, txn):
         return DECLINED
     ip, now = plugin.connection.remote_ip, time.time()
     try:
-        rows = db.read("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?", (ip,))
+        if db.kind == "redis":
+            row = db.get("karma", ip, FIELDS)
+            rows = [tuple(int(v) if i else v for i, v in enumerate(row[:4]))] if row else []
+        else:
+            rows = db.read("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?", (ip,))
         if not rows:
             plugin.log(LOGINFO, "pass, no record")
             return DECLINED
@@ -90,8 +107,16 @@ def hook_connect(plugin, txn):
         if not start or days_old >= plugin.penalty_days:
             plugin.log(LOGINFO, f"pass, {'penalty expired' if start else 'no penalty'} ({summary})")
             return DECLINED
-        with db.write() as cursor:
-            cursor.execute("UPDATE karma SET connects = connects + 1, last = ? WHERE ip = ?", (now, ip))
+        if db.kind == "redis":
+            def count(row):
+                if row is None:
+                    return None, 0, None
+                return (row[0], int(row[1]), int(row[2]), int(row[3]) + 1, now), expire_at(row[0], now), None
+
+            db.update("karma", ip, FIELDS, count)
+        else:
+            with db.write() as cursor:
+                cursor.execute("UPDATE karma SET connects = connects + 1, last = ? WHERE ip = ?", (now, ip))
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, not judged: {exc}")
         return DECLINED
@@ -143,21 +168,20 @@ def hook_disconnect(plugin, txn):
         return DECLINED
     ip, now = plugin.connection.remote_ip, time.time()
     try:
-        with db.write() as cursor:
-            row = cursor.execute("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?", (ip,)).fetchone()
-            start, naughty, nice, connects = row or (0, 0, 0, 0)
-            penalized = False
-            if bad:
-                naughty += 1
-                history = nice - naughty
-                if history <= -plugin.negative:
-                    penalized = True
-                    start = now + (abs(history) * 86400 if nice == 0 and history < -5 else 0)
-            elif karma > 2:
-                nice += 1
-            cursor.execute("INSERT OR REPLACE INTO karma (ip, penalty_start, naughty, nice, connects, last)"
-                           " VALUES (?, ?, ?, ?, ?, ?)", (ip, start, naughty, nice, connects + 1, now))
-            cursor.execute("DELETE FROM karma WHERE last < ? AND penalty_start < ?", (now - 365 * 86400, now))
+        if db.kind == "redis":
+            def change(row):
+                new, result = judge(plugin, row, bad, karma, now)
+                return new, expire_at(new[0], now), result
+
+            naughty, nice, penalized = db.update("karma", ip, FIELDS, change)
+        else:
+            with db.write() as cursor:
+                row = cursor.execute("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?",
+                                     (ip,)).fetchone()
+                new, (naughty, nice, penalized) = judge(plugin, row, bad, karma, now)
+                cursor.execute("INSERT OR REPLACE INTO karma (ip, penalty_start, naughty, nice, connects, last)"
+                               " VALUES (?, ?, ?, ?, ?, ?)", (ip, *new))
+                cursor.execute("DELETE FROM karma WHERE last < ? AND penalty_start < ?", (now - YEAR, now))
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, not recorded: {exc}")
         return DECLINED
@@ -167,3 +191,19 @@ def hook_disconnect(plugin, txn):
     plugin.log(LOGINFO, f"{kind} (karma {karma}, {naughty} naughty, {nice} nice)"
                + (", sent to the penalty box" if penalized else ""))
     return DECLINED
+
+
+def judge(plugin, row, bad, karma, now):
+    """The record after this connection: ((penalty_start, naughty, nice, connects, last), (naughty, nice, penalized))."""
+    start, naughty, nice, connects = row[:4] if row else (0, 0, 0, 0)
+    naughty, nice, connects = int(naughty), int(nice), int(connects)
+    penalized = False
+    if bad:
+        naughty += 1
+        history = nice - naughty
+        if history <= -plugin.negative:
+            penalized = True
+            start = now + (abs(history) * 86400 if nice == 0 and history < -5 else 0)
+    elif karma > 2:
+        nice += 1
+    return (start, naughty, nice, connects + 1, now), (naughty, nice, penalized)

@@ -17,6 +17,15 @@ The file is `qpsmtpd.sqlite` in `db_dir` (a plugin argument), else in
 /var/lib/qpsmtpd if that directory exists, else in the config directory
 ($QPSMTPD_CONFIG; qpsmtpd's last choice too). Each plugin creates its own table on first use.
 `import sqlite3` is paid only by a connection that reaches such a plugin's hook.
+
+Sites with several MX hosts can share one Redis instead: config file `store`
+(or plugin argument `store`) holding `redis://host:port/db` (also rediss://,
+unix://). open_store() then returns a RedisStore (needs the `redis` package,
+imported only then): records are hashes `qpsmtpd:<table>:<key>`, read with
+get() and changed with update(), an optimistic WATCH/MULTI transaction retried
+until it commits (Busy after BUSY_TIMEOUT), each key expiring as the plugin
+says. Socket timeouts are REDIS_TIMEOUT; an unreachable Redis raises
+StoreError like a broken SQLite file, so plugins fail open the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import os
 FILENAME = "qpsmtpd.sqlite"
 SYSTEM_DIR = "/var/lib/qpsmtpd"
 BUSY_TIMEOUT = 5.0  # seconds a process waits for another's write before giving up
+REDIS_TIMEOUT = 2.0  # seconds for a Redis connect or reply
+REDIS_PREFIX = "qpsmtpd:"
 
 SCHEMA = {
     "greylist": "CREATE TABLE IF NOT EXISTS greylist (key TEXT PRIMARY KEY, ts REAL NOT NULL,"
@@ -54,8 +65,26 @@ def default_dir(plugin) -> str | None:
     return (config_dir() if callable(config_dir) else None) or os.environ.get("QPSMTPD_CONFIG") or None
 
 
-def open_store(plugin, db_dir: str | None = None, tables=()) -> Store | None:
-    """The shared store, with `tables` (names in SCHEMA) created; None (logged at LOGERROR) if it cannot be had."""
+def store_url(plugin, url: str | None = None) -> str | None:
+    """The Redis URL: `url` (a plugin argument) if given, else the first line of config file `store`, else None."""
+    if not url:
+        lines = [line.strip() for line in plugin.config("store") if line.strip()]
+        url = lines[0] if lines else None
+    return url or None
+
+
+def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = None):
+    """The shared store, with `tables` (names in SCHEMA) created; None (logged at LOGERROR) if it cannot be had.
+
+    A RedisStore when store_url() names one, else the SQLite Store.
+    """
+    url = store_url(plugin, url)
+    if url:
+        try:
+            return RedisStore(url)
+        except StoreError as exc:
+            plugin.log(3, f"store {_safe(url)}: {exc}")
+            return None
     directory = db_dir or default_dir(plugin)
     if not directory:
         plugin.log(3, f"no db_dir given and {SYSTEM_DIR} does not exist: nothing is stored")
@@ -69,6 +98,8 @@ def open_store(plugin, db_dir: str | None = None, tables=()) -> Store | None:
 
 
 class Store:
+    kind = "sqlite"
+
     def __init__(self, path: str, tables=(), timeout: float = BUSY_TIMEOUT) -> None:
         import sqlite3
 
@@ -134,3 +165,88 @@ class _Write:
 def _error(exc: Exception) -> StoreError:
     text = str(exc)
     return Busy(text) if "locked" in text or "busy" in text else StoreError(text)
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+class RedisStore:
+    """Records as Redis hashes, shared by every MX host that points at the same server."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, timeout: float = REDIS_TIMEOUT, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise StoreError(f"not a Redis URL: {_safe(url)}")
+        try:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+        except ImportError as exc:
+            raise StoreError(f"the redis package is needed for {_safe(url)}: {exc}") from None
+        self.url, self.busy_timeout = url, busy_timeout
+        self._redis = redis
+        try:  # no retries: a dead server costs one timeout, then the plugin fails open
+            self.db = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           retry=Retry(NoBackoff(), 0), retry_on_timeout=False,
+                                           decode_responses=True)
+        except (ValueError, redis.RedisError) as exc:
+            raise StoreError(str(exc)) from None
+
+    @staticmethod
+    def key(table: str, key: str) -> str:
+        return f"{REDIS_PREFIX}{table}:{key}"
+
+    @staticmethod
+    def _row(values, fields):
+        if not any(v is not None for v in values):
+            return None
+        return tuple(float(v) if v is not None else 0.0 for v in values)
+
+    def get(self, table: str, key: str, fields) -> tuple | None:
+        """The record's `fields` as floats (missing ones 0), or None if there is none."""
+        try:
+            return self._row(self.db.hmget(self.key(table, key), list(fields)), fields)
+        except self._redis.RedisError as exc:
+            raise StoreError(f"redis {_safe(self.url)}: {exc}") from None
+
+    def update(self, table: str, key: str, fields, change):
+        """Atomically: row = get(); (new, expire_at, result) = change(row); store new; return result.
+
+        `new` is a tuple for `fields` (or None: leave the record alone); the key
+        expires at the Unix time `expire_at` (at least a millisecond from now).
+        Another writer's commit in between makes it run `change` again.
+        """
+        import time
+
+        name, fields = self.key(table, key), list(fields)
+        deadline = time.monotonic() + self.busy_timeout
+        try:
+            with self.db.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        pipe.watch(name)
+                        new, expire_at, result = change(self._row(pipe.hmget(name, fields), fields))
+                        if new is None:
+                            pipe.unwatch()
+                            return result
+                        pipe.multi()
+                        pipe.hset(name, mapping={f: repr(v) if isinstance(v, float) else v
+                                                 for f, v in zip(fields, new)})
+                        pipe.pexpireat(name, max(int(expire_at * 1000), int(time.time() * 1000) + 1))
+                        pipe.execute()
+                        return result
+                    except self._redis.WatchError:
+                        if time.monotonic() > deadline:
+                            raise Busy(f"redis {_safe(self.url)}: {name} kept changing") from None
+        except self._redis.RedisError as exc:
+            raise StoreError(f"redis {_safe(self.url)}: {exc}") from None
+
+    def close(self) -> None:
+        try:
+            self.db.close()
+        except Exception:
+            pass
