@@ -243,3 +243,45 @@ def parse_path(text: str, *, allow_null: bool = False, allow_utf8: bool = False,
 def _is_esmtp_keyword(key: str) -> bool:
     # esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
     return bool(key) and key[0] != "-" and all(c in _ESMTP_KEY_CHARS for c in key)
+
+
+_HEX_UPPER = frozenset("0123456789ABCDEF")
+
+
+def is_xtext(value: str) -> bool:
+    """RFC 3461 4 xtext: `!`..`~` except `+` and `=`, or `+HH` (upper-case hex). Empty is xtext too."""
+    i, n = 0, len(value)
+    while i < n:
+        c = value[i]
+        if c == "+":
+            if i + 3 > n or value[i + 1] not in _HEX_UPPER or value[i + 2] not in _HEX_UPPER:
+                return False
+            i += 3
+        elif "!" <= c <= "~" and c != "=":
+            i += 1
+        else:
+            return False
+    return True
+
+
+def check_dsn_param(key: str, value: str | None) -> str | None:
+    """An RFC 3461 MAIL (RET, ENVID) or RCPT (NOTIFY, ORCPT) parameter: None if valid, else what is wrong."""
+    if value is None:
+        return f"{key} needs a value"
+    if key == "RET":
+        return None if value.upper() in ("FULL", "HDRS") else "RET must be FULL or HDRS"
+    if key == "ENVID":
+        return None if value and len(value) <= 100 and is_xtext(value) else "ENVID must be xtext of 1-100 characters"
+    if key == "NOTIFY":
+        words = value.upper().split(",")
+        if words == ["NEVER"] or (words and len(set(words)) == len(words)
+                                  and all(w in ("SUCCESS", "FAILURE", "DELAY") for w in words)):
+            return None
+        return "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY"
+    if key == "ORCPT":
+        addr_type, semi, addr = value.partition(";")
+        if semi and addr and len(value) <= 500 and addr_type and all(c in _ALNUM or c == "-" for c in addr_type) \
+                and addr_type[0] in _ALNUM and is_xtext(addr):
+            return None
+        return "ORCPT must be addr-type;xtext"
+    return f"{key} is not a DSN parameter"

@@ -16,7 +16,7 @@ import os
 import time
 
 from . import protocol as p
-from .address import Address, AddressError, parse_params, parse_path, split_mail_arg
+from .address import Address, AddressError, check_dsn_param, parse_params, parse_path, split_mail_arg
 from .constants import (
     DECLINED,
     DENY,
@@ -124,13 +124,15 @@ class Session:
             self.write_record()
 
     def start_record(self) -> None:
-        """With config `session_record`, note every hook's verdict for the session's JSON line."""
+        """With config `session_record` or `prometheus_textfile`, note every hook's verdict for the session's end."""
         path = self.config.get_one("session_record")
-        if not path:
+        prom = self.config.get_one("prometheus_textfile")
+        if not path and not prom:
             return
         from .sessionrecord import SessionRecord
 
-        self.record = record = SessionRecord(os.path.join(self.config.directory, path))
+        self.record = record = SessionRecord(path and os.path.join(self.config.directory, path),
+                                             prom and os.path.join(self.config.directory, prom))
         run = self.host.run
 
         def run_and_record(hook, txn, *args):
@@ -147,6 +149,13 @@ class Session:
             self.record.write(self.connection, self.last_result, self.errors)
         except Exception as exc:  # monitoring must never break a session
             self.log(LOGERROR, f"cannot write the session record: {exc}")
+        if self.record.prometheus:
+            from .sessionrecord import write_prometheus
+
+            try:
+                write_prometheus(self.record, self.last_result)
+            except Exception as exc:
+                self.log(LOGERROR, f"cannot update the Prometheus textfile: {exc}")
 
     def read(self) -> bytes:
         remaining = self.deadline - time.monotonic()
@@ -361,7 +370,7 @@ class Session:
             self.answer(result, _HELO_REPLIES, Reply(250, greeting + "; I am so happy to meet you."))
             return
         lines = [greeting, "PIPELINING", "8BITMIME", f"SIZE {self.databytes}" if self.databytes else "SIZE",
-                 "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", *self.limits()]
+                 "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "DSN", *self.limits()]
         if self.xclient_trusted():
             lines.append("XCLIENT " + " ".join(_XCLIENT_ATTRIBUTES))
         mechanisms = self.auth_mechanisms()
@@ -427,6 +436,10 @@ class Session:
             elif key == "SMTPUTF8":
                 if value is not None:
                     return Reply(501, "SMTPUTF8 takes no value", "5.5.4")
+            elif key in ("RET", "ENVID"):
+                error = check_dsn_param(key, value)
+                if error:
+                    return Reply(501, error, "5.5.4")
             elif key == "AUTH" and self.auth_loaded():
                 from .auth import decode_xtext
 
@@ -447,8 +460,12 @@ class Session:
         if parsed is None:
             return
         path, params = parsed
-        if params:
-            return self.protocol_error(Reply(555, f"Unsupported parameter {next(iter(params))}", "5.5.4"))
+        for key, value in params.items():
+            if key not in ("NOTIFY", "ORCPT") or not self.connection.esmtp:
+                return self.protocol_error(Reply(555, f"Unsupported parameter {key}", "5.5.4"))
+            error = check_dsn_param(key, value)
+            if error:
+                return self.protocol_error(Reply(501, error, "5.5.4"))
         try:
             rcpt = parse_path(path, allow_bare_postmaster=True, allow_utf8=txn.smtputf8)
         except AddressError as exc:

@@ -116,6 +116,40 @@ def client_attributes(conn, wanted: set, **extra: str) -> list[str]:
     return [f"{k}={v if v.startswith('[') else xtext(v)}" for k, v in attrs.items() if k in wanted]
 
 
+def mail_params(txn, extensions: dict) -> str:
+    """The MAIL FROM parameters to pass on (with a leading space), each only if the downstream advertises it.
+
+    BODY=8BITMIME, SMTPUTF8, and the DSN parameters RET and ENVID (RFC 3461),
+    which are dropped, as Postfix drops them, for a downstream without DSN.
+    """
+    words = []
+    if txn.body_type == "8BITMIME" and "8BITMIME" in extensions:
+        words.append("BODY=8BITMIME")
+    if txn.smtputf8 and "SMTPUTF8" in extensions:
+        words.append("SMTPUTF8")
+    if "DSN" in extensions:
+        words += [f"{key}={txn.mail_params[key]}" for key in ("RET", "ENVID") if txn.mail_params.get(key)]
+    return "".join(" " + w for w in words)
+
+
+def rcpt_params(txn, index: int, extensions: dict) -> str:
+    """The RCPT TO parameters for recipient `index`: NOTIFY and ORCPT, to a downstream that advertises DSN."""
+    if "DSN" not in extensions or index >= len(txn.rcpt_params):
+        return ""
+    params = txn.rcpt_params[index] or {}
+    return "".join(f" {key}={params[key]}" for key in ("NOTIFY", "ORCPT") if params.get(key))
+
+
+def smtputf8_refusal(txn, extensions: dict, name: str) -> "Reply | None":
+    """RFC 6531 3.7.5: a transaction that needs SMTPUTF8 cannot go to a downstream that does not offer it."""
+    if not txn.smtputf8 or "SMTPUTF8" in extensions:
+        return None
+    addresses = [str(txn.sender)] + [str(r) for r in txn.recipients]
+    if not all(a.isascii() for a in addresses):
+        return Reply(553, [f"5.6.7 non-ASCII addresses not permitted for that sender/recipient ({name} lacks SMTPUTF8)"])
+    return Reply(553, [f"5.6.7 SMTPUTF8 is required, but was not offered by {name}"])
+
+
 def tls_context(verify: bool, cafile: str | None = None):
     """For STARTTLS to a downstream: certificate and host name checked only if `verify`."""
     import ssl

@@ -243,7 +243,7 @@ def test_hook_timeout_fails_closed_and_session_survives(smtp):
 def test_ehlo_advertises_extensions(smtp):
     r = smtp.run(dialogue("EHLO c", "QUIT"))
     ext = [line[4:] for line in r.lines[1:-1]]
-    assert ext[1:] == [b"PIPELINING", b"8BITMIME", b"SIZE 52428800", b"ENHANCEDSTATUSCODES", b"SMTPUTF8", b"CHUNKING",
+    assert ext[1:] == [b"PIPELINING", b"8BITMIME", b"SIZE 52428800", b"ENHANCEDSTATUSCODES", b"SMTPUTF8", b"CHUNKING", b"DSN",
                        b"LIMITS RCPTMAX=1000 MAILMAX=100"]
     assert not any(e.startswith((b"STARTTLS", b"AUTH")) for e in ext)
 
@@ -287,9 +287,9 @@ def test_many_recipients_and_limit(smtp):
 def test_every_reply_has_enhanced_code_except_greeting_and_ehlo(smtp):
     r = smtp.run(simple_session())
     lines = r.lines
-    assert lines[0].startswith(b"220 ") and lines[8] == b"250 LIMITS RCPTMAX=1000 MAILMAX=100"
-    assert lines[11].startswith(b"354 ")
-    for line in lines[9:11] + lines[12:]:
+    assert lines[0].startswith(b"220 ") and lines[9] == b"250 LIMITS RCPTMAX=1000 MAILMAX=100"
+    assert lines[12].startswith(b"354 ")
+    for line in lines[10:12] + lines[13:]:
         assert line[4:5].isdigit() and line[5:6] == b".", line
 
 

@@ -34,12 +34,17 @@ the client hears, exactly:
     answer never came (the connection died in the middle) counts as not
     delivered, though the server may have delivered it.
 
+BODY=8BITMIME, SMTPUTF8 and the DSN parameters (RET, ENVID, NOTIFY, ORCPT)
+are passed on only if the server advertises the extension (DSN parameters
+are dropped otherwise). A transaction that needs SMTPUTF8 and a server
+without it: 553 5.6.7 (RFC 6531 3.7.5), nothing delivered.
+
 Example config/plugins line:
 
     queue/lmtp unix:/var/run/dovecot/lmtp
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_stdio import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGWARN, OK
 
 
 def register(plugin, where=None, *args):
@@ -56,7 +61,7 @@ def register(plugin, where=None, *args):
 
 
 def hook_queue(plugin, txn):
-    from qpsmtpd_stdio.smtpclient import Client, DownstreamError
+    from qpsmtpd_stdio.smtpclient import Client, DownstreamError, mail_params, rcpt_params, smtputf8_refusal
 
     if not txn.recipients:
         return DECLINED
@@ -65,9 +70,15 @@ def hook_queue(plugin, txn):
         client = Client.connect(plugin.address, plugin.timeout, lmtp=True)
         client.greeting()
         client.hello(plugin.lhlo)
-        client.expect(f"MAIL FROM:{txn.sender}", "MAIL")
-        refused = [(rcpt, reply) for rcpt in txn.recipients
-                   for reply in [client.command(f"RCPT TO:{rcpt}", "RCPT")] if not reply.ok]
+        refusal = smtputf8_refusal(txn, client.extensions, client.name)
+        if refusal:
+            plugin.log(LOGINFO, f"{client.name}: {txn.id} needs SMTPUTF8, which is not offered")
+            clean = True
+            return DONE, str(refusal)  # 553 5.6.7 (RFC 6531 3.7.5)
+        client.expect(f"MAIL FROM:{txn.sender}{mail_params(txn, client.extensions)}", "MAIL")
+        refused = [(rcpt, reply) for i, rcpt in enumerate(txn.recipients)
+                   for reply in [client.command(f"RCPT TO:{rcpt}{rcpt_params(txn, i, client.extensions)}", "RCPT")]
+                   if not reply.ok]
         if refused:
             client.command("RSET")
             clean = True

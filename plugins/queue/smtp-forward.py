@@ -21,6 +21,13 @@ Arguments: `queue/smtp-forward HOST [PORT] [xclient] [KEY VALUE ...]`
   helo NAME       our EHLO name (default: config `me`).
   xforward no     never send XFORWARD.
 
+BODY=8BITMIME, SMTPUTF8 and the DSN parameters (RET, ENVID on MAIL; NOTIFY,
+ORCPT on RCPT) are passed on only to a host that advertises the extension;
+DSN parameters are dropped for a host without DSN, as Postfix does. A
+transaction that needs SMTPUTF8 is not sent to a host without it: the next
+host is tried; if every host answered and none offers it, the client gets
+553 5.6.7 (RFC 6531 3.7.5), else 451.
+
 Config files: `me`.
 
 What the client hears (the downstream's text is passed back, one line per
@@ -43,7 +50,7 @@ Example config/plugins line:
     queue/smtp-forward 10.2.2.2 9025
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_stdio import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGWARN, OK
 
 _TLS_MODES = ("none", "may", "encrypt", "verify")
 _FINAL_STAGES = ("MAIL", "RCPT", "DATA", "end of data")  # where a 5xx refuses the message itself
@@ -76,6 +83,8 @@ def hook_queue(plugin, txn):
 
     if not txn.recipients:
         return DECLINED
+    utf8_refusal = None  # a host without SMTPUTF8, for a transaction that needs it
+    temp_failed = False  # a host that might have taken it failed
     for address in plugin.hosts:
         tls = plugin.tls
         while True:
@@ -92,6 +101,10 @@ def hook_queue(plugin, txn):
                     plugin.log(LOGWARN, f"{where}: STARTTLS failed ({exc.detail}); retrying in clear text")
                     tls = "none"
                     continue
+                if exc.stage == "SMTPUTF8":
+                    plugin.log(LOGINFO, f"{where}: {txn.id} needs SMTPUTF8, which is not offered")
+                    utf8_refusal = exc.reply
+                    break
                 if exc.permanent and exc.stage in _FINAL_STAGES:
                     plugin.log(LOGINFO, f"{where} refused {txn.id} at {exc.stage}: {exc.detail}")
                     return DENY, (exc.reply.lines if exc.stage == "RCPT"
@@ -99,15 +112,19 @@ def hook_queue(plugin, txn):
                 plugin.log(LOGERROR if exc.after_data else LOGWARN, f"{where} failed at {exc.stage}: {exc.detail}")
                 if exc.after_data:
                     return DECLINED  # the smarthost may hold a copy: no other host, no 5xx
+                temp_failed = True
                 break
             finally:
                 if client:
                     client.close(quit=clean)
+    if utf8_refusal is not None and not temp_failed:
+        return DONE, str(utf8_refusal)  # 553 5.6.7 (RFC 6531 3.7.5)
     return DECLINED
 
 
 def _relay(plugin, txn, client, tls):
-    from qpsmtpd_stdio.smtpclient import DownstreamError, Reply, client_attributes, tls_context
+    from qpsmtpd_stdio.smtpclient import (DownstreamError, Reply, client_attributes, mail_params, rcpt_params,
+                                          smtputf8_refusal, tls_context)
 
     client.greeting()
     client.hello(plugin.helo)
@@ -134,12 +151,13 @@ def _relay(plugin, txn, client, tls):
         attrs = client_attributes(conn, wanted, IDENT=txn.id, SOURCE="REMOTE")
         if attrs and not client.command("XFORWARD " + " ".join(attrs)).ok:
             plugin.log(LOGWARN, f"{client.name} refused XFORWARD; going on without it")
-    body = " BODY=8BITMIME" if txn.body_type == "8BITMIME" and "8BITMIME" in client.extensions else ""
-    utf8 = " SMTPUTF8" if txn.smtputf8 and "SMTPUTF8" in client.extensions else ""
-    client.expect(f"MAIL FROM:{txn.sender}{body}{utf8}", "MAIL")
+    refusal = smtputf8_refusal(txn, client.extensions, client.name)
+    if refusal:
+        raise DownstreamError("SMTPUTF8", refusal)
+    client.expect(f"MAIL FROM:{txn.sender}{mail_params(txn, client.extensions)}", "MAIL")
     refused = []
-    for rcpt in txn.recipients:
-        reply = client.command(f"RCPT TO:{rcpt}", "RCPT")
+    for i, rcpt in enumerate(txn.recipients):
+        reply = client.command(f"RCPT TO:{rcpt}{rcpt_params(txn, i, client.extensions)}", "RCPT")
         if not reply.ok:
             refused.append((rcpt, reply))
     if refused:  # all or nothing: a 250 must mean every recipient got it
