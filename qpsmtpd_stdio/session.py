@@ -131,7 +131,9 @@ class Session:
             return
         from .sessionrecord import SessionRecord
 
-        self.record = record = SessionRecord(path and os.path.join(self.config.directory, path),
+        if path and path != "syslog":  # `syslog`: the line goes to syslog (facility mail) instead of a file
+            path = os.path.join(self.config.directory, path)
+        self.record = record = SessionRecord(path,
                                              prom and os.path.join(self.config.directory, prom))
         run = self.host.run
 

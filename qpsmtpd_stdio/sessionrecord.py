@@ -1,4 +1,5 @@
-"""One JSON line per session for monitoring, appended to the file named in config `session_record`.
+"""One JSON line per session for monitoring, appended to the file named in config `session_record`
+(or sent to syslog, facility mail, when that file says `syslog`).
 
 Imported only when that file is configured (json costs an import). Many
 sessions run at once, each its own process: the line is written with one
@@ -78,6 +79,12 @@ class SessionRecord:
         if self.path is None:
             return
         data = self.line(connection, last_result, errors)
+        if self.path == "syslog":
+            import syslog
+
+            syslog.openlog("qpsmtpd-stdio", syslog.LOG_PID, syslog.LOG_MAIL)
+            syslog.syslog(syslog.LOG_INFO, data.decode("utf-8").rstrip("\n"))
+            return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             written = os.write(fd, data)

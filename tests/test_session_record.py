@@ -8,6 +8,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from conftest import BIN, dialogue, simple_session
 
 DENY_X = """from qpsmtpd_stdio import DENY
@@ -97,3 +99,19 @@ def test_100_parallel_sessions_give_100_whole_lines(smtp):
     assert sorted(rec["client_port"] for rec in recs) == list(range(50000, 50100))
     assert all(rec["recipients"] == 60 and rec["code"] == 250 for rec in recs)
     assert len({rec["queue_id"] for rec in recs}) == 100
+
+
+def test_record_to_syslog(smtp):
+    from test_plugin_logging_syslog import can_unshare, run_with_syslog
+
+    if not can_unshare():
+        pytest.skip("needs unshare -m (root in a mount namespace)")
+    smtp.write("session_record", "syslog")
+    out, _, records = run_with_syslog(smtp, simple_session())
+    assert out.split(b"\r\n")[-3].startswith(b"250 ")
+    lines = [r for r in records if r[2] == "qpsmtpd-stdio" and r[4].startswith("{")]
+    assert len(lines) == 1
+    facility, severity, _, _, message = lines[0]
+    assert (facility, severity) == (2, 6)  # mail.info
+    assert json.loads(message)["client_ip"] == "192.0.2.10"
+    assert not (smtp.dir / "syslog").exists()
