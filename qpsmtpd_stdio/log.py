@@ -32,6 +32,24 @@ def parse_level(text: str | int | None, default: int = LOGWARN) -> int:
     return LOG_LEVEL_NAMES.get(text.upper(), default)
 
 
+def one_line(message: str) -> str:
+    """One record, one line: a client's CR or LF (or \\x85, U+2028...) must not forge log lines."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n ")
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
+    return message
+
+
+def format_line(message: str, plugin: str = "", hook: str = "") -> str:
+    """qpsmtpd's `PID (hook) plugin: message`."""
+    prefix = f"{os.getpid()}"
+    if hook:
+        prefix += f" ({hook})"
+    if plugin:
+        prefix += f" {plugin}:"
+    return f"{prefix} {message}"
+
+
 def stderr_is_socket() -> bool:
     import stat
 
@@ -53,6 +71,7 @@ class Log:
         self._syslog = None
 
     def __call__(self, level: int, message: str, plugin: str = "") -> None:
+        message = one_line(message)  # once, here, for every sink
         if self.sinks and not self._in_sink:
             self._in_sink = True
             try:
@@ -67,21 +86,8 @@ class Log:
         if level <= self.level:
             self._default(level, message, plugin)
 
-    def format(self, message: str, plugin: str = "", hook: str | None = None) -> str:
-        hook = self.hook if hook is None else hook
-        prefix = f"{os.getpid()}"
-        if hook:
-            prefix += f" ({hook})"
-        if plugin:
-            prefix += f" {plugin}:"
-        # One record, one line: a client's CR or LF (or \x85, U+2028...) must not forge log lines.
-        message = message.replace("\r", "\\r").replace("\n", "\\n ")
-        if not message.isprintable():
-            message = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
-        return f"{prefix} {message}"
-
     def _default(self, level: int, message: str, plugin: str) -> None:
-        line = self.format(message, plugin)
+        line = format_line(message, plugin, self.hook)
         if self.to_syslog:
             if self._syslog is None:
                 import syslog

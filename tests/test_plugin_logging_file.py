@@ -152,3 +152,13 @@ def test_loading_does_not_import_subprocess(smtp):
     smtp.run(dialogue("EHLO c.example", "QUIT"))
     assert "subprocess loaded: False" in log.read_text()
 
+
+
+def test_line_breaks_beyond_cr_lf_are_escaped_for_logging_plugins(smtp):
+    # The core escapes each message once, before any logging plugin sees it.
+    log = smtp.root / "qp.log"
+    smtp.write("logging", f"logging/file loglevel LOGDEBUG {log}")
+    smtp.run(dialogue("EHLO evil\u0085forged\u2028line", "QUIT"))
+    text = log.read_text(encoding="utf-8")
+    assert "\u0085" not in text and "\u2028" not in text
+    assert "evil\\x85forged\\x2028line" in text

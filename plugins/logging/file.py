@@ -84,7 +84,6 @@ def hook_logging(plugin, txn, level, hook, plugin_name, message):
     where = f"({hook}) " if hook else ""
     if plugin_name:
         where += f"{plugin_name}: "
-    message = message.replace("\r", "\\r").replace("\n", "\\n ")
     line = f"{time.strftime(plugin.tsformat)} {plugin.prefix}{where}{message}\n"
     try:
         os.write(plugin.fd, line.encode("utf-8", "backslashreplace"))

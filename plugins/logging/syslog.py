@@ -46,7 +46,6 @@ def hook_logging(plugin, txn, level, hook, plugin_name, message):
     where = f"({hook}) " if hook else ""
     if plugin_name:
         where += f"{plugin_name}: "
-    message = message.replace("\r", "\\r").replace("\n", "\\n ")
     priority = plugin.priority if plugin.priority is not None else getattr(syslog, _PRIORITIES[min(level, 7)])
     syslog.syslog(priority, where + message)
 

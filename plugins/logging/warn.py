@@ -20,6 +20,8 @@ Example config/logging line:
 import os
 import stat
 
+from qpsmtpd_stdio.log import format_line
+
 _LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN": 4, "LOGNOTICE": 5, "LOGINFO": 6,
            "LOGDEBUG": 7}
 
@@ -44,13 +46,7 @@ def fd2_is_socket():
 def hook_logging(plugin, txn, level, hook, plugin_name, message):
     if plugin.silent or level > plugin.level or plugin_name == plugin.name:
         return
-    prefix = f"{os.getpid()}"
-    if hook:
-        prefix += f" ({hook})"
-    if plugin_name:
-        prefix += f" {plugin_name}:"
-    message = message.replace("\r", "\\r").replace("\n", "\\n ")
     try:
-        os.write(2, f"{prefix} {message}\n".encode("utf-8", "backslashreplace"))
+        os.write(2, (format_line(message, plugin_name, hook) + "\n").encode("utf-8", "backslashreplace"))
     except OSError:
         pass
