@@ -64,42 +64,9 @@ def check(config_dir: str | None = None, out=None) -> int:
 
 
 def numbered(config, name: str, report: Report) -> list[tuple[str, int, str]]:
-    """The items of config file `name` as (file, line number, item), following `$include` as Config does."""
+    """The items of config file `name` as (file, line number, item), problems reported."""
     path = config.path(name)
-    return _numbered(config, path, frozenset(), report, path) if path else []
-
-
-def _numbered(config, path: str, seen: frozenset, report: Report, where: str) -> list[tuple[str, int, str]]:
-    real = os.path.realpath(path)
-    if real in seen:
-        report.problem(where, f"$include loop at {path}")
-        return []
-    seen = seen | {real}
-    if os.path.isdir(path):
-        items = []
-        for entry in sorted(os.listdir(path)):
-            if not entry.startswith("."):
-                items += _numbered(config, os.path.join(path, entry), seen, report, where)
-        return items
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        report.problem(where, f"cannot read {path}: {exc.strerror}")
-        return []
-    items = []
-    for lineno, line in enumerate(raw.decode("utf-8", "replace").split("\n"), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("$include"):
-            target = line[len("$include"):].strip()
-            if not os.path.isabs(target):
-                target = config.path(target) or os.path.join(config.directory, target)
-            items += _numbered(config, target, seen, report, f"{path}:{lineno}")
-            continue
-        items.append((path, lineno, line))
-    return items
+    return config.walk(path, on_problem=report.problem) if path else []
 
 
 def check_includes(config, report: Report) -> None:

@@ -70,7 +70,7 @@ class Config:
                 return answer
         if name not in self._cache:
             path = self.path(name)
-            self._cache[name] = self._read(path, set()) if path else []
+            self._cache[name] = [item for _, _, item in self.walk(path)] if path else []
         return self._cache[name]
 
     def get_one(self, name: str, default: str | None = None) -> str | None:
@@ -87,24 +87,38 @@ class Config:
                 self.warn(f"config {name}: not a number: {value!r}; using the default")
         return int(DEFAULTS[name])
 
-    def _read(self, path: str, seen: set[str]) -> list[str]:
+    def walk(self, path: str, where: str | None = None, on_problem=None, seen: frozenset = frozenset()):
+        """(file, line number, item) for each item of the file or directory at `path`, following `$include`.
+
+        A problem (an `$include` loop, an unreadable file) is passed to
+        `on_problem(where, message)` (`in.qpsmtpd --check` reports and goes
+        on), or raises ConfigError when there is no such callback.
+        """
+        where = where or path
+
+        def problem(message: str) -> list:
+            if on_problem is None:
+                raise ConfigError(message)
+            on_problem(where, message)
+            return []
+
         real = os.path.realpath(path)
         if real in seen:
-            raise ConfigError(f"$include loop at {path}")
+            return problem(f"$include loop at {path}")
         seen = seen | {real}
         if os.path.isdir(path):
-            items: list[str] = []
+            items: list[tuple[str, int, str]] = []
             for entry in sorted(os.listdir(path)):
                 if not entry.startswith("."):
-                    items += self._read(os.path.join(path, entry), seen)
+                    items += self.walk(os.path.join(path, entry), where, on_problem, seen)
             return items
         try:
             with open(path, "rb") as fh:
                 raw = fh.read()
         except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+            return problem(f"cannot read {path}: {exc.strerror}")
         items = []
-        for line in raw.decode("utf-8", "replace").split("\n"):
+        for lineno, line in enumerate(raw.decode("utf-8", "replace").split("\n"), 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -112,7 +126,7 @@ class Config:
                 target = line[len("$include"):].strip()
                 if not os.path.isabs(target):
                     target = self.path(target) or os.path.join(self.directory, target)
-                items += self._read(target, seen)
+                items += self.walk(target, f"{path}:{lineno}", on_problem, seen)
                 continue
-            items.append(line)
+            items.append((path, lineno, line))
         return items
