@@ -49,7 +49,7 @@ DNS_PLUGINS = {"dnsbl", "rhsbl", "fcrdns", "sender_permitted_from", "spf", "reso
                "dmarc", "dkim", "dns_whitelist_soft"}
 
 
-# (c): the test zones, served by tests/dnsserver.py's dnsmasq on 127.0.0.1. The bench's client (TCPREMOTEIP
+# (c): the test zones, served by tests/support/dnsserver.py's dnsmasq on 127.0.0.1. The bench's client (TCPREMOTEIP
 # 192.0.2.10, sender@example.org) is listed nowhere, so sessions deliver; SPF passes; FCrDNS passes.
 CLIENT_IP = "192.0.2.10"
 DNS_RECORDS = [
@@ -64,8 +64,8 @@ SETS = ("a", "b", "c", "d")
 
 
 def load_dnsserver():
-    """tests/dnsserver.py (the tests' real dnsmasq fixture), loaded from its file: no copy of it here."""
-    spec = importlib.util.spec_from_file_location("qpsmtpd_bench_dnsserver", ROOT / "tests" / "dnsserver.py")
+    """tests/support/dnsserver.py (the tests' real dnsmasq fixture), loaded from its file: no copy of it here."""
+    spec = importlib.util.spec_from_file_location("qpsmtpd_bench_dnsserver", ROOT / "tests" / "support" / "dnsserver.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -490,7 +490,7 @@ class Bench:
 
     # (c): the DNS set against a local dnsmasq ----------------------------------------------------
     def setup_dns(self) -> None:
-        """Start tests/dnsserver.py's dnsmasq with DNS_RECORDS on a free high port of 127.0.0.1 for qpsmtpd-stdio
+        """Start tests/support/dnsserver.py's dnsmasq with DNS_RECORDS on a free high port of 127.0.0.1 for qpsmtpd-stdio
         (config file dns_servers), and, for qpsmtpd, a second identical one on 127.0.0.1:53 (Net::DNS takes its
         nameservers from RES_NAMESERVERS, with no port). Each server's first (c) session runs under strace: (c)
         is only measured for a server whose every connect/send went to its local dnsmasq, which logged the
@@ -498,7 +498,7 @@ class Bench:
         try:
             mod = load_dnsserver()
         except Exception as exc:  # noqa: BLE001 - any failure only leaves (c) unmeasured
-            self.c_why = f"tests/dnsserver.py could not be loaded: {exc}"
+            self.c_why = f"tests/support/dnsserver.py could not be loaded: {exc}"
             return
         if mod.dnsmasq_path() is None:
             self.c_why = mod.SKIP_REASON
@@ -592,7 +592,7 @@ class Bench:
         how = (f"strace of its first session: every connect/send went to {want} ({len(dests)} calls)"
                if self.strace else "no strace here: only dns_servers and the dnsmasq log vouch for it")
         self.notes.append(f"(c) {'qpsmtpd-stdio' if server == 'py' else 'qpsmtpd 0.94'}: DNS answered by a local dnsmasq "
-                          f"on {want} (tests/dnsserver.py), which logged {len(queries)} queries in the checked session; "
+                          f"on {want} (tests/support/dnsserver.py), which logged {len(queries)} queries in the checked session; "
                           f"{how}.")
         return True, ""
 

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 try:
     import atheris
-except ImportError:  # tests/test_fuzz_corpus.py replays the corpus without atheris
+except ImportError:  # tests/unit/test_fuzz_corpus.py replays the corpus without atheris
     atheris = None
 
 if atheris:

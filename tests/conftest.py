@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+# Tests import shared helpers by module name: tests/support (fixtures, real-program drivers), fuzz/ (the SMTP driver
+# shared with the atheris harnesses), and each folder of tests (some reuse another test file's helpers).
+for _dir in (TESTS / "support", REPO / "fuzz", TESTS / "unit", TESTS / "plugins", TESTS / "e2e"):
+    if str(_dir) not in sys.path:
+        sys.path.insert(0, str(_dir))
 BIN = REPO / "bin" / "in.qpsmtpd"
 REPLY_LINE = re.compile(rb"^[2-5][0-9][0-9][ -][^\r\n]*\r\n")
 

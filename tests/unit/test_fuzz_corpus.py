@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
+FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 sys.path.insert(0, str(FUZZ))
 _saved = sys.modules.get("atheris")
 sys.modules["atheris"] = None  # the targets fall back to plain imports

@@ -4,7 +4,7 @@ A throw-away CA and server certificate are made once per test run with the
 `openssl` command. The server runs as bin/in.qpsmtpd with fd 0/1 either a
 socketpair (as under a superserver) or two pipes (bridged to a socket here,
 so that smtplib and Python's ssl can be the client); TLS must work the same
-on both. Helpers here are shared by tests/test_auth.py.
+on both. Helpers here are shared by tests/e2e/test_auth.py.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ On top of that: the same bytes split at any offset give the same events and
 the same message bytes, and dot-stuffing round-trips.
 
 CI runs a short campaign. FUZZ_EXAMPLES=N runs N examples per property
-(e.g. FUZZ_EXAMPLES=20000 python3 -m pytest -q tests/test_fuzz_protocol.py);
+(e.g. FUZZ_EXAMPLES=20000 python3 -m pytest -q tests/unit/test_fuzz_protocol.py);
 fuzz/README.md has the long, coverage-guided one.
 """
 
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzz"))
 
 from smtpdriver import TERMINATOR, check, drive, expected_message, overlapping_count, stuff  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Each test starts its server on a loopback address and a free high port, sends
 mail with swaks and with smtplib, reads the Maildir, and stops the server by
-PID. See tests/superserver.py for how the shipped files become test configs.
+PID. See tests/support/superserver.py for how the shipped files become test configs.
 """
 
 from __future__ import annotations

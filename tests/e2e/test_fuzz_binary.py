@@ -19,8 +19,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
 
 from conftest import BIN, Result, SMTPConfig  # noqa: E402
 from smtpdriver import TERMINATOR, overlapping_count  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import dialogue
 
-ORACLE = Path(__file__).resolve().parent.parent.parent / "shared" / "qpsmtpd-oracle" / "run-qpsmtpd.sh"
+ORACLE = Path(__file__).resolve().parents[3] / "shared" / "qpsmtpd-oracle" / "run-qpsmtpd.sh"
 
 pytestmark = pytest.mark.skipif(
     not (ORACLE.exists() and Path("/usr/share/perl5/Qpsmtpd.pm").exists() and shutil.which("socat")),

@@ -4,14 +4,14 @@ import re
 
 import pytest
 from dnsserver import DNSServer, dnsmasq_path, dns_server, requires_dnsmasq
-from test_spf_rfc7208 import SUITE, Zone
+from test_spf import SUITE, Zone
 
 from qpsmtpd_stdio import dns
 from qpsmtpd_stdio.spf import check_host, resolver_lookup
 from qpsmtpd_stdio.testing import Harness
 
 # Sections served whole by dnsmasq; their cases that touch a name dnsmasq cannot serve (a TIMEOUT
-# entry, odd characters, non-ASCII text) are left to the dict-backed run in test_spf_rfc7208.py.
+# entry, odd characters, non-ASCII text) are left to the dict-backed run in test_spf.py.
 E2E_SECTIONS = ("A mechanism syntax", "MX mechanism syntax", "Include mechanism semantics and syntax",
                 "PTR mechanism syntax", "Semantics of exp and other modifiers", "Macro expansion rules")
 _SERVABLE = re.compile(r"^[A-Za-z0-9_.-]+$")

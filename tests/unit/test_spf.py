@@ -1,8 +1,8 @@
-"""qpsmtpd_stdio/spf.py against the RFC 7208 test suite (openspf.org, tests/data/spf_rfc7208.json).
+"""qpsmtpd_stdio/spf.py against the RFC 7208 test suite (openspf.org, tests/support/data/spf_rfc7208.json).
 
 Each case runs check_host() with a lookup function that answers from the
 case's zone data, so the evaluator is tested without a DNS server; the end
-to end tests against dnsmasq are in tests/test_plugin_spf.py.
+to end tests against dnsmasq are in tests/plugins/test_plugin_spf.py.
 """
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from qpsmtpd_stdio import dns
 from qpsmtpd_stdio.spf import check_host
 
-SUITE = json.loads((Path(__file__).parent / "data" / "spf_rfc7208.json").read_text())
+SUITE = json.loads((Path(__file__).resolve().parents[1] / "support" / "data" / "spf_rfc7208.json").read_text())
 
 
 class Zone:
