@@ -59,7 +59,6 @@ def answer(conn: p.ServerConnection, event, errors: list[int], max_errors: int, 
     if verb == "RCPT" and "deny" in arg.lower():
         return p.Reply(550, "relaying denied", "5.7.1")
     if verb == "STARTTLS" and starttls:
-        conn.discard_buffered()  # RFC 3207: nothing sent before the handshake counts
         return p.Reply(220, "go ahead with TLS", "2.0.0")
     if verb in p.KNOWN_VERBS:
         return p.Reply(250, "OK", "2.0.0")
@@ -90,7 +89,7 @@ def drive(chunks, *, max_command_length: int = 512, max_line_length: int = 1000,
                 continue
             if isinstance(event, p.ConnectionClosed):
                 out.add(("closed", event.in_data))
-                conn.state = p.CLOSED  # as the session does
+                conn.close()  # as the session does
                 break
             if isinstance(event, p.EndOfMessage):
                 s = event.stats

@@ -62,6 +62,12 @@ TRANSITIONS: dict[str, dict[str, str | None]] = {
     CHUNKS: {**_ANYTIME, "RSET": READY, "BDAT": BDAT},
     REJECTED: {"QUIT": CLOSED},
 }
+# Replies that move a command elsewhere than TRANSITIONS says: (verb, code) -> state.
+# 334 to AUTH starts a SASL exchange (RFC 4954 4); 554 to XCLIENT is the new client's connect hook refusing
+# it, as a 554 greeting does.
+BY_REPLY = {("AUTH", 334): SASL, ("XCLIENT", 554): REJECTED}
+# The greeting: 220 opens the session, 554 serves only QUIT (RFC 5321 3.1), anything else ends it.
+AFTER_GREETING = {220: GREETED, 554: REJECTED}
 KNOWN_VERBS = frozenset(("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT",
                          "STARTTLS", "AUTH", "BDAT", "XCLIENT"))
 
@@ -278,7 +284,7 @@ class ServerConnection:
     """One SMTP session, server side."""
 
     def __init__(self, max_command_length: int = 512, max_line_length: int = 1000) -> None:
-        self.state = CONNECTED
+        self._state = CONNECTED
         self.max_command_length = max_command_length
         self.max_line_length = max_line_length
         self._rx = ReceiveBuffer()
@@ -293,6 +299,16 @@ class ServerConnection:
         self.authenticated = False  # AUTH answered 235
 
     @property
+    def state(self) -> str:
+        """The current state; only replies (send) and close() change it."""
+        return self._state
+
+    def close(self) -> None:
+        """The session is over: the client went away, or nothing more can be said to it."""
+        self._pending = None
+        self._state = CLOSED
+
+    @property
     def buffered(self) -> int:
         """Octets received and not yet turned into events (non-zero: the client pipelined)."""
         return len(self._rx)
@@ -304,20 +320,16 @@ class ServerConnection:
         else:
             self._eof = True
 
-    def discard_buffered(self) -> None:
-        """Drop every octet received so far (STARTTLS: nothing sent in plaintext may count)."""
-        self._rx.clear()
-
     def next_event(self) -> object:
         if self._pending is not None:
             raise ProtocolError("the previous event has not been answered")
-        if self.state == CLOSED:
+        if self._state == CLOSED:
             raise ProtocolError("connection is closed")
-        if self.state == DATA:
+        if self._state == DATA:
             return self._next_data_event()
-        if self.state == BDAT:
+        if self._state == BDAT:
             return self._next_chunk_event()
-        sasl = self.state == SASL
+        sasl = self._state == SASL
         limit = self.max_command_length
         if sasl or self._rx.peek(5).upper() == b"AUTH ":
             limit = max(limit, SASL_LINE_LIMIT)  # room for an initial response
@@ -342,9 +354,9 @@ class ServerConnection:
         command = Command(verb.upper(), arg)
         if command.verb == "BDAT":
             return self._bdat(command)
-        legal = TRANSITIONS[self.state]
-        if command.verb not in legal and (command.verb in KNOWN_VERBS or self.state == REJECTED):
-            code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, command.verb), _REJECTED_ERROR)
+        legal = TRANSITIONS[self._state]
+        if command.verb not in legal and (command.verb in KNOWN_VERBS or self._state == REJECTED):
+            code, enhanced, message = _SEQUENCE_ERRORS.get((self._state, command.verb), _REJECTED_ERROR)
             return self._expect(OutOfSequence(command, Reply(code, message, enhanced)))
         if command.verb in legal:
             for attribute, (code, enhanced, message) in _ONCE.get(command.verb, ()):
@@ -359,17 +371,17 @@ class ServerConnection:
             return self._expect(BadChunk(Reply(501, "Syntax: BDAT size [LAST]", "5.5.4")))
         size, last = int(words[0]), len(words) == 2
         self._rx.start_chunk(size)
-        legal = "BDAT" in TRANSITIONS[self.state]
+        legal = "BDAT" in TRANSITIONS[self._state]
         if legal:
-            first = self.state == RCPT
+            first = self._state == RCPT
             if first:
                 self._stats = DataStats()
             self._chunk_end = EndOfChunk(self._stats, last)
         else:
-            code, enhanced, message = _SEQUENCE_ERRORS.get((self.state, "BDAT"), _REJECTED_ERROR)
+            code, enhanced, message = _SEQUENCE_ERRORS.get((self._state, "BDAT"), _REJECTED_ERROR)
             self._chunk_end = OutOfSequence(command, Reply(code, message, enhanced))
-            self._chunk_return = self.state
-        self.state = BDAT
+            self._chunk_return = self._state
+        self._state = BDAT
         return ChunkStart(size, last, first) if legal else self._next_chunk_event()
 
     def _next_chunk_event(self) -> object:
@@ -412,42 +424,45 @@ class ServerConnection:
         """The bytes of `reply`, which answers the pending event (or is the greeting, or a 421)."""
         event, self._pending = self._pending, None
         code = reply.code
-        if code == 421 or self.state == CLOSED:
-            self.state = CLOSED
+        if code == 421 or self._state == CLOSED:
+            self._state = CLOSED
         elif event is None:
-            if self.state != CONNECTED:
-                raise ProtocolError(f"unsolicited {code} reply in state {self.state}")
-            self.state = {220: GREETED, 554: REJECTED}.get(code, CLOSED)
+            if self._state != CONNECTED:
+                raise ProtocolError(f"unsolicited {code} reply in state {self._state}")
+            self._state = AFTER_GREETING.get(code, CLOSED)
         elif isinstance(event, EndOfMessage):
-            self.state = READY
+            self._state = READY
         elif isinstance(event, EndOfChunk):
-            self.state = AFTER_CHUNK[(200 <= code < 400, event.last)]
-        elif self.state == BDAT:  # an illegal BDAT, its octets dropped
-            self.state = self._chunk_return
+            self._state = AFTER_CHUNK[(200 <= code < 400, event.last)]
+        elif self._state == BDAT:  # an illegal BDAT, its octets dropped
+            self._state = self._chunk_return
         elif isinstance(event, BadChunk):
             self.reset_transaction()
-        elif isinstance(event, Command) and event.verb == "XCLIENT" and code == 554:
-            self.state = REJECTED  # the new client's connect hook refused it, as a 554 greeting does
-        elif self.state == SASL or (isinstance(event, Command) and event.verb == "AUTH"):
-            # 334: the exchange goes on; anything else ends it (RFC 4954 4).
-            self.state = SASL if code == 334 else READY
-            self.authenticated = self.authenticated or code == 235
-        elif isinstance(event, Command) and event.verb == "STARTTLS":
-            if code == 220:
-                # RFC 3207 4.2: nothing received before the handshake may count (CVE-2011-0411).
-                self._rx.clear()
-                self.tls = True
-                self.state = GREETED
-        elif isinstance(event, Command) and 200 <= code < 400:
-            new_state = TRANSITIONS[self.state].get(event.verb, None)
-            if new_state is not None:
-                self.state = new_state
-            if self.state == DATA:
-                self._rx.start_data(after_crlf=self._command_crlf)
-                self._stats = DataStats()
+        elif self._state == SASL:  # 334: the exchange goes on; anything else ends it (RFC 4954 4)
+            self._state = SASL if code == 334 else READY
+            self.authenticated = code == 235
+        elif isinstance(event, Command):
+            self._after_command(event.verb, code)
         return reply.to_bytes()
+
+    def _after_command(self, verb: str, code: int) -> None:
+        new_state = BY_REPLY.get((verb, code))
+        if new_state is None and 200 <= code < 400 and (verb != "STARTTLS" or code == 220):
+            new_state = TRANSITIONS[self._state].get(verb)
+        if new_state is None:
+            return
+        self._state = new_state
+        if verb == "AUTH":
+            self.authenticated = code == 235
+        elif verb == "STARTTLS":
+            # RFC 3207 4.2: nothing received before the handshake may count (CVE-2011-0411).
+            self._rx.clear()
+            self.tls = True
+        elif new_state == DATA:
+            self._rx.start_data(after_crlf=self._command_crlf)
+            self._stats = DataStats()
 
     def reset_transaction(self) -> None:
         """Leave the mail transaction (e.g. after a DATA command was refused)."""
-        if self.state in (MAIL, RCPT, CHUNKS):
-            self.state = READY
+        if self._state in (MAIL, RCPT, CHUNKS):
+            self._state = READY
