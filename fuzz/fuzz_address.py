@@ -26,9 +26,11 @@ except ImportError:  # tests/unit/test_fuzz_corpus.py replays the corpus without
 
 if atheris:
     with atheris.instrument_imports(include=["qpsmtpd_stdio"]):
-        from qpsmtpd_stdio.address import AddressError, parse_params, parse_path, split_mail_arg
+        from qpsmtpd_stdio.address import AddressError, parse_path, split_mail_arg
+        from qpsmtpd_stdio.esmtp import parse_params
 else:
-    from qpsmtpd_stdio.address import AddressError, parse_params, parse_path, split_mail_arg
+    from qpsmtpd_stdio.address import AddressError, parse_path, split_mail_arg
+    from qpsmtpd_stdio.esmtp import parse_params
 
 
 def check_address(addr, text: str, utf8: bool) -> None:

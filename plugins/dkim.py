@@ -44,6 +44,7 @@ may remove X-Spam-* fields that a signature covers):
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.authresults import add_auth_result
 
 MAX_SIGNATURES = 10
 RANK = ("pass", "temperror", "fail", "policy", "permerror", "neutral", "none")
@@ -197,7 +198,7 @@ def from_domain(value):
 
 def note_result(txn, entry):
     """Record an Authentication-Results entry; the session writes the field after data_post."""
-    dns.add_auth_result(txn.notes, entry)
+    add_auth_result(txn.notes, entry)
 
 
 class _Log:

@@ -41,6 +41,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.authresults import add_auth_result
 MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 POLICIES = ("none", "quarantine", "reject")
 
@@ -145,7 +146,7 @@ def own_spf(plugin, txn):
     from qpsmtpd_stdio.spf import check_host, resolver_lookup
 
     conn, sender = plugin.connection, txn.sender
-    if dns.parse_ip(conn.remote_ip) is None:
+    if not conn.remote_ip:
         return {}
     address = f"{sender.user}@{sender.host}" if sender and sender.host else ""
     result = check_host(conn.remote_ip, address, conn.hello_host, resolver_lookup(dns.resolver(plugin)))
@@ -192,4 +193,4 @@ def remove_forged_results(plugin, txn):
 
 def note_result(txn, entry):
     """Record an Authentication-Results entry; the session writes the field after data_post."""
-    dns.add_auth_result(txn.notes, entry)
+    add_auth_result(txn.notes, entry)

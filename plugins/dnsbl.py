@@ -41,6 +41,7 @@ Example config/plugins line (after relay, before rcpt_ok):
 import os
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.netlist import NetList
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
 
@@ -66,7 +67,7 @@ def hook_connect(plugin, txn):
             text = dns.printable(rblsmtpd.lstrip("-").replace("%IP%", conn.remote_ip))
             plugin.verdict = (DENY if hard else DENYSOFT, ("5.7.1 " if hard else "4.7.1 ") + text)
         return DECLINED
-    if plugin.is_immune(quiet=True) or allowed(conn.remote_ip, plugin.config("dnsbl_allow")):
+    if plugin.is_immune(quiet=True) or conn.remote_ip in NetList(plugin.config("dnsbl_allow")):
         return DECLINED
     reverse = dns.reverse_ip(conn.remote_ip)
     zones = plugin.config("dnsbl_zones")
@@ -115,12 +116,4 @@ def check(plugin):
             lines = [dns.printable(line) for line in plugin.config("dnsbl_rejectmsg")]
             return None, lines + [reason]
     plugin.log(LOGINFO, "pass")
-    return False
-
-
-def allowed(ip, entries):
-    for entry in entries:
-        entry = entry.split()[0].lower()
-        if ip.lower() == entry or (entry.endswith((".", ":")) and ip.lower().startswith(entry)):
-            return True
     return False

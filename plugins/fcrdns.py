@@ -35,6 +35,8 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, dns
+from qpsmtpd_stdio.authresults import add_auth_result
+from qpsmtpd_stdio.netlist import parse_ip
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
 MAX_NAMES = 10
@@ -112,7 +114,7 @@ def evaluate(plugin):
     conn = plugin.connection
     ip = conn.remote_ip
     ptr = plugin.ptr.answer()
-    mine = dns.parse_ip(ip)
+    mine = parse_ip(ip)
     result, verified = "fail", ""
     if ptr.temporary:
         result = "temperror"
@@ -123,7 +125,7 @@ def evaluate(plugin):
         for name, query in plugin.forward:
             answer = query.answer()
             failures += answer.temporary
-            if any(dns.parse_ip(address) == mine for address in answer.records):
+            if any(parse_ip(address) == mine for address in answer.records):
                 result, verified = "pass", name
                 break
         else:
@@ -139,5 +141,5 @@ def evaluate(plugin):
     plugin.log(LOGINFO, f"{result}, {ip}" + (f" is {verified}" if verified else f" PTR: {names or ptr.status}"))
     comment = f" ({dns.printable(verified, 255)})" if verified else ""
     value = f'"{ip}"' if ":" in ip else ip  # RFC 8601 values with ":" are quoted
-    dns.add_auth_result(conn.notes, f"iprev={result} policy.iprev={value}{comment}")
+    add_auth_result(conn.notes, f"iprev={result} policy.iprev={value}{comment}")
     return plugin.result

@@ -55,6 +55,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG, LOGINFO, dns
+from qpsmtpd_stdio.netlist import canonical_ip
 from qpsmtpd_stdio.patterns import helo_listed
 
 _FQDN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
@@ -119,13 +120,13 @@ def invalid_localhost(plugin, host):
 
 def is_forged_literal(plugin, host):
     literal = _literal(host)
-    if literal is not None and literal != _normal_ip(plugin.connection.remote_ip):
+    if literal is not None and literal != plugin.connection.remote_ip:
         return "Forged IPs not accepted here", "forged IP literal"
     return None
 
 
 def is_plain_ip(plugin, host):
-    if _is_ipv4(host) or (":" in host and _normal_ip(host) is not None):
+    if _is_ipv4(host) or (":" in host and canonical_ip(host) != ""):
         return "Plain IP is invalid HELO hostname (RFC 2821)", "plain IP"
     return None
 
@@ -158,9 +159,9 @@ def no_forward_dns(plugin, host):
         plugin.dns_failed = True
     elif not addresses:
         return "HELO hostname did not resolve", "no forward DNS"
-    ip = _normal_ip(plugin.connection.remote_ip) or ""
-    for address in map(_normal_ip, addresses):
-        if address == ip or ("." in ip and (address or "").rpartition(".")[0] == ip.rpartition(".")[0]):
+    ip = plugin.connection.remote_ip
+    for address in map(canonical_ip, addresses):
+        if address and (address == ip or ("." in ip and address.rpartition(".")[0] == ip.rpartition(".")[0])):
             plugin.connection.notes["helo_forward_match"] = 1  # the client's address, or its /24
     return None
 
@@ -201,17 +202,5 @@ def _literal(host):
         return None
     inner = host[1:-1]
     if inner[:5].lower() == "ipv6:":
-        return _normal_ip(inner[5:]) if ":" in inner[5:] else None
+        return (canonical_ip(inner[5:]) or None) if ":" in inner[5:] else None
     return inner if _is_ipv4(inner) else None
-
-
-def _normal_ip(text):
-    if ":" not in text:
-        return text
-    import ipaddress  # only for IPv6 clients and literals
-
-    try:
-        ip = ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-    return str(ip.ipv4_mapped or ip)

@@ -40,6 +40,7 @@ Example config/plugins line:
 
 from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, LOGINFO, LOGWARN, dns
 from qpsmtpd_stdio.constants import REJECT_TYPES
+from qpsmtpd_stdio.netlist import NetList, parse_ip
 
 MAX_MX = 10
 DEFAULT_INVALID = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3", "::/127", "fe80::/10", "ff00::/8")
@@ -100,7 +101,7 @@ def check(plugin, host):
         queries = [(name, resolver.query(name, "A"), resolver.query(name, "AAAA")) for name in exchanges]
         temporary = False
         for name, *lookups in queries:
-            if dns.parse_ip(name) is not None and usable(name, invalid):  # an address in an MX: wrong, but usable
+            if usable(name, invalid):  # an address in an MX: wrong, but usable
                 return "mx", f"{host} has MX at {name}"
             for lookup in lookups:
                 found = lookup.answer()
@@ -119,16 +120,11 @@ def check(plugin, host):
 
 
 def networks(plugin):
-    parsed = []
-    for line in plugin.config("invalid_resolvable_fromhost") or DEFAULT_INVALID:
-        network = dns.parse_network(line.split()[0])
-        if network is None:
-            plugin.log(LOGWARN, f"config invalid_resolvable_fromhost: not a network: {line!r}")
-        else:
-            parsed.append(network)
-    return parsed
+    invalid = NetList(plugin.config("invalid_resolvable_fromhost") or DEFAULT_INVALID)
+    for line in invalid.bad:
+        plugin.log(LOGWARN, f"config invalid_resolvable_fromhost: not a network: {line!r}")
+    return invalid
 
 
 def usable(address, invalid):
-    packed = dns.parse_ip(address)
-    return packed is not None and not any(dns.in_network(packed, net, bits) for net, bits in invalid)
+    return parse_ip(address) is not None and address not in invalid

@@ -18,7 +18,6 @@ _CTRL = dict.fromkeys(range(0x20)) | {0x7F: None}  # str.translate table that de
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _ATEXT = frozenset(_ALNUM + "!#$%&'*+-/=?^_`{|}~")
 _LDH = frozenset(_ALNUM + "-")
-_ESMTP_KEY_CHARS = frozenset(_ALNUM + "-")
 # No `re` here: it costs ~6 ms of imports on every connection.
 
 
@@ -133,21 +132,6 @@ def split_mail_arg(arg: str, keyword: str) -> tuple[str, str]:
     return rest, ""
 
 
-def parse_params(text: str) -> dict[str, str | None]:
-    """Parse ESMTP parameters ('SIZE=100 SMTPUTF8') into an upper-cased dict."""
-    params: dict[str, str | None] = {}
-    for token in text.split(" "):
-        if not token:
-            continue  # tolerate repeated spaces
-        key, eq, value = token.partition("=")
-        # isprintable() rules out controls, non-ASCII spaces and lone surrogates
-        bad_value = eq and (not value or "=" in value or not value.isprintable())
-        if not _is_esmtp_keyword(key) or bad_value or key.upper() in params:
-            raise AddressError(501, "5.5.4", "Syntax error in parameters")
-        params[key.upper()] = value if eq else None
-    return params
-
-
 def _check_literal(lit: str) -> None:
     body = lit[1:-1]
     # isascii(): isdigit() alone would also accept non-ASCII digits
@@ -238,50 +222,3 @@ def parse_path(text: str, *, allow_null: bool = False, allow_utf8: bool = False,
     if len(addr.address.encode()) > MAX_ADDRESS:
         raise _too_long("address")
     return addr
-
-
-def _is_esmtp_keyword(key: str) -> bool:
-    # esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
-    return bool(key) and key[0] != "-" and all(c in _ESMTP_KEY_CHARS for c in key)
-
-
-_HEX_UPPER = frozenset("0123456789ABCDEF")
-
-
-def is_xtext(value: str) -> bool:
-    """RFC 3461 4 xtext: `!`..`~` except `+` and `=`, or `+HH` (upper-case hex). Empty is xtext too."""
-    i, n = 0, len(value)
-    while i < n:
-        c = value[i]
-        if c == "+":
-            if i + 3 > n or value[i + 1] not in _HEX_UPPER or value[i + 2] not in _HEX_UPPER:
-                return False
-            i += 3
-        elif "!" <= c <= "~" and c != "=":
-            i += 1
-        else:
-            return False
-    return True
-
-
-def check_dsn_param(key: str, value: str | None) -> str | None:
-    """An RFC 3461 MAIL (RET, ENVID) or RCPT (NOTIFY, ORCPT) parameter: None if valid, else what is wrong."""
-    if value is None:
-        return f"{key} needs a value"
-    if key == "RET":
-        return None if value.upper() in ("FULL", "HDRS") else "RET must be FULL or HDRS"
-    if key == "ENVID":
-        return None if value and len(value) <= 100 and is_xtext(value) else "ENVID must be xtext of 1-100 characters"
-    if key == "NOTIFY":
-        words = value.upper().split(",")
-        if words == ["NEVER"] or (words and len(set(words)) == len(words)
-                                  and all(w in ("SUCCESS", "FAILURE", "DELAY") for w in words)):
-            return None
-        return "NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY"
-    if key == "ORCPT":
-        addr_type, semi, addr = value.partition(";")
-        if semi and addr and len(value) <= 500 and addr_type and all(c in _ALNUM or c == "-" for c in addr_type) \
-                and addr_type[0] in _ALNUM and is_xtext(addr):
-            return None
-        return "ORCPT must be addr-type;xtext"
-    return f"{key} is not a DSN parameter"

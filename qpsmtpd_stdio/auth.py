@@ -178,29 +178,6 @@ def check_password(stored: str, password: str | None = None, hash: str | None = 
     return False
 
 
-def decode_xtext(value: str) -> str:
-    """RFC 3461 xtext (the MAIL AUTH= parameter): `+HH` is an octet. Raises ValueError if malformed."""
-    out = bytearray()
-    i = 0
-    while i < len(value):
-        c = value[i]
-        if c == "+":
-            pair = value[i + 1:i + 3]
-            if len(pair) != 2 or not all(h in "0123456789ABCDEF" for h in pair):
-                raise ValueError("bad xtext")
-            out.append(int(pair, 16))
-            i += 3
-        elif "!" <= c <= "~" and c != "=":
-            out.append(ord(c))
-            i += 1
-        else:
-            raise ValueError("bad xtext")
-    text = out.decode("utf-8", "replace")
-    if not text.isprintable():
-        raise ValueError("bad xtext")
-    return text
-
-
 def result_value(user: str) -> str:
     """`user` as an Authentication-Results pvalue (RFC 8601): bare if it is a token or an address, else quoted."""
     special = '()<>,;:\\"[]?= \t'

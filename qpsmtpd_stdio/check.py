@@ -92,7 +92,7 @@ def check_settings(config, report: Report) -> None:
 
 def check_plugins(config, report: Report) -> set[str]:
     """Load every plugin of `logging` and `plugins`; the hooks they register."""
-    from .connection_info import identify
+    from .connection import identify
     from .log import Log
     from . import pluginhost
 

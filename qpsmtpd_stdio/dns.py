@@ -44,6 +44,8 @@ import _socket
 import os
 import time
 
+from .netlist import parse_ip
+
 NOTE = "dns.resolver"   # connection note holding the connection's Resolver
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
 _TYPE_NAMES = {v: k for k, v in TYPES.items()}
@@ -114,24 +116,6 @@ def encode_name(name: str) -> bytes | None:
     return bytes(out)
 
 
-def parse_ip(text: str) -> bytes | None:
-    """4 or 16 packed octets for an IPv4 or IPv6 address (an IPv4-mapped IPv6 address gives 4), else None."""
-    try:
-        if ":" in text:
-            packed = _socket.inet_pton(_socket.AF_INET6, text)
-            return packed[12:] if packed[:12] == _MAPPED else packed
-        return _socket.inet_pton(_socket.AF_INET, text)
-    except (OSError, ValueError):
-        return None
-
-
-_MAPPED = b"\0" * 10 + b"\xff\xff"
-
-
-def ip_text(packed: bytes) -> str:
-    return _socket.inet_ntop(_socket.AF_INET if len(packed) == 4 else _socket.AF_INET6, packed)
-
-
 def reverse_ip(ip: str) -> str:
     """`4.3.2.1` for 1.2.3.4; 32 reversed nibbles for an IPv6 address (RFC 5782 2.1, 2.4). "" if not an address."""
     packed = parse_ip(ip)
@@ -148,30 +132,6 @@ def ptr_name(ip: str) -> str:
     if not reverse:
         return ""
     return reverse + (".in-addr.arpa" if reverse.count(".") == 3 else ".ip6.arpa")
-
-
-def in_network(packed: bytes, network: bytes, prefix: int) -> bool:
-    """True if address `packed` is in network/prefix (both packed, same family)."""
-    if len(packed) != len(network):
-        return False
-    bits = len(packed) * 8
-    if prefix <= 0:
-        return True
-    shift = bits - min(prefix, bits)
-    return int.from_bytes(packed, "big") >> shift == int.from_bytes(network, "big") >> shift
-
-
-def parse_network(text: str) -> tuple[bytes, int] | None:
-    """`192.0.2.0/24`, `2001:db8::/32` or a bare address as (packed, prefix), else None."""
-    addr, _, bits = text.partition("/")
-    packed = parse_ip(addr)
-    if packed is None:
-        return None
-    if not bits:
-        return packed, len(packed) * 8
-    if not bits.isdigit() or int(bits) > len(packed) * 8:
-        return None
-    return packed, int(bits)
 
 
 # The resolver -----------------------------------------------------------------
@@ -590,13 +550,3 @@ def _code_matches(code: str, address: str) -> bool:
 def printable(text: str, limit: int = 300) -> str:
     """Text from DNS made safe for a reply or a header: printable ASCII on one line, bounded."""
     return "".join(c if " " <= c <= "~" else " " for c in text[:limit]).strip()
-
-
-# Authentication-Results (RFC 8601) --------------------------------------------------
-def add_auth_result(notes: dict, entry: str) -> None:
-    """Record `entry` (`spf=pass smtp.mailfrom=example.org`) in connection or transaction notes, as qpsmtpd does.
-
-    The session writes one Authentication-Results field from these after data_post.
-    """
-    found = notes.get("authentication_results")
-    notes["authentication_results"] = f"{found}; {entry}" if found else entry

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(to_syslog=stderr_socket)
     redirect_std_streams(log)
     from .config import Config, find_config_dir
-    from .connection_info import identify
+    from .connection import identify
     from .session import Terminate
     from .transport import Transport
     from . import pluginhost

@@ -52,6 +52,7 @@ COMPAT_NAMES = {
     "check_spamhelo": "badhelo",
     "check_loop": "loop",
     "check_earlytalker": "earlytalker",
+    "spf": "sender_permitted_from",
 }
 RESULT_IGNORED = frozenset(("reset_transaction", "disconnect", "post_connection", "deny", "ok", "logging", "queue_post"))
 

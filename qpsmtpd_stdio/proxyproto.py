@@ -6,20 +6,22 @@ octets received so far and answers None (need more), or the header and how
 many octets it used; what follows belongs to SMTP. Anything malformed raises
 ProxyError: the spec says to close the connection then, never to guess.
 
-Only the addresses are used; v2 TLVs are skipped. A LOCAL (v2) or UNKNOWN (v1)
+Only the addresses are used, in netlist.canonical_ip's form (so a mapped
+`::ffff:10.0.0.1` is `10.0.0.1`); v2 TLVs are skipped. A LOCAL (v2) or UNKNOWN (v1)
 header means the proxy speaks for itself (a health check): the addresses stay
 as they were.
 """
 
 from __future__ import annotations
 
+from .netlist import canonical_ip, ip_text, parse_ip
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_PREFIX = b"PROXY "
 V1_MAX = 107  # octets of a v1 line, CRLF included (spec 2.1)
-V2_MAX = 16 + 65535
 
-# v2 address families (high nibble of octet 13) -> (address octets, ipaddress class name)
-_V2_FAMILIES = {0x1: (4, "IPv4Address"), 0x2: (16, "IPv6Address")}
+# v2 address families (high nibble of octet 13) -> address octets
+_V2_FAMILIES = {0x1: 4, 0x2: 16}
 
 
 class ProxyError(Exception):
@@ -68,8 +70,7 @@ def _parse_v1(buf: bytes) -> tuple[ProxyHeader, int] | None:
         return ProxyHeader(1, True), end + 2  # the rest of the line is to be ignored (spec 2.1)
     if len(words) != 6 or words[1] not in (b"TCP4", b"TCP6"):
         raise ProxyError("bad v1 header")
-    kind = "IPv4Address" if words[1] == b"TCP4" else "IPv6Address"
-    src, dst = (_ip(kind, w.decode("ascii", "replace")) for w in words[2:4])
+    src, dst = (_ip(words[1] == b"TCP4", w.decode("ascii", "replace")) for w in words[2:4])
     sport, dport = (_port(w) for w in words[4:6])
     return ProxyHeader(1, False, src, sport, dst, dport), end + 2
 
@@ -84,24 +85,19 @@ def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | None:
     family, transport = buf[13] >> 4, buf[13] & 0xF
     if command == 0 or family not in _V2_FAMILIES or transport != 1:
         return ProxyHeader(2, True), length  # LOCAL, or not TCP over IP (unix sockets, UDP): no address to use
-    size, kind = _V2_FAMILIES[family]
+    size = _V2_FAMILIES[family]
     if length < 16 + 2 * size + 4:
         raise ProxyError("v2 address block too short")
-    import ipaddress
-
-    cls = getattr(ipaddress, kind)
-    src, dst = str(cls(buf[16:16 + size])), str(cls(buf[16 + size:16 + 2 * size]))
+    src, dst = canonical_ip(ip_text(buf[16:16 + size])), canonical_ip(ip_text(buf[16 + size:16 + 2 * size]))
     ports = buf[16 + 2 * size:16 + 2 * size + 4]
     return ProxyHeader(2, False, src, int.from_bytes(ports[:2], "big"), dst, int.from_bytes(ports[2:], "big")), length
 
 
-def _ip(kind: str, text: str) -> str:
-    import ipaddress
-
-    try:
-        return str(getattr(ipaddress, kind)(text))
-    except ValueError:
-        raise ProxyError(f"bad address {text!r}") from None
+def _ip(ipv4: bool, text: str) -> str:
+    # TCP4 takes dotted quads only, TCP6 colon forms only (spec 2.1); either way the canonical form is kept.
+    if (":" in text) == ipv4 or parse_ip(text) is None:
+        raise ProxyError(f"bad address {text!r}")
+    return canonical_ip(text)
 
 
 def _port(word: bytes) -> int:
@@ -109,20 +105,3 @@ def _port(word: bytes) -> int:
     if not (word.isdigit() and len(word) <= 5 and (word == b"0" or word[:1] != b"0")) or int(word) > 65535:
         raise ProxyError(f"bad port {word!r}")
     return int(word)
-
-
-def trusted(ip: str, entries: list[str]) -> bool:
-    """True if `ip` is in one of `entries` (addresses or CIDR networks); bad entries are skipped."""
-    import ipaddress
-
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    for entry in entries:
-        try:
-            if address in ipaddress.ip_network(entry.strip(), strict=False):
-                return True
-        except ValueError:
-            continue
-    return False

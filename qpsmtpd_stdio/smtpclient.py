@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import socket
 
+from .esmtp import encode_xtext
+
 MAX_REPLY_LINE = 2048    # RFC 5321 4.5.3.1.5 says 512 octets; be lenient, but bounded
 MAX_REPLY_LINES = 100
 
@@ -100,11 +102,6 @@ def parse_address(text: str, default_port: int | None) -> tuple:
     return host, default_port
 
 
-def xtext(value: str) -> str:
-    """RFC 3461 xtext, as XCLIENT and XFORWARD want attribute values."""
-    return "".join(c if "!" <= c <= "~" and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode()) for c in value)
-
-
 def client_attributes(conn, wanted: set, **extra: str) -> list[str]:
     """XCLIENT/XFORWARD `NAME=value` words for the original client, those in `wanted` only."""
     ip = conn.remote_ip or ""
@@ -113,7 +110,7 @@ def client_attributes(conn, wanted: set, **extra: str) -> list[str]:
              "PORT": str(conn.remote_port or "[UNAVAILABLE]"),
              "PROTO": "ESMTP" if conn.esmtp else "SMTP",
              "HELO": conn.hello_host or "[UNAVAILABLE]", **extra}
-    return [f"{k}={v if v.startswith('[') else xtext(v)}" for k, v in attrs.items() if k in wanted]
+    return [f"{k}={v if v.startswith('[') else encode_xtext(v)}" for k, v in attrs.items() if k in wanted]
 
 
 def mail_params(txn, extensions: dict) -> str:

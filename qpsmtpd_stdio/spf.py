@@ -19,6 +19,8 @@ and plugins/spf.py; their docstring is the plugin's documentation.
 from __future__ import annotations
 
 from . import dns
+from .authresults import add_auth_result
+from .netlist import in_network, ip_text, parse_ip
 
 MECHANISMS = ("all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists")
 MAX_LOOKUPS = 10   # DNS-querying terms: include a mx ptr exists redirect (4.6.4)
@@ -77,11 +79,11 @@ def resolver_lookup(resolver):
 
 class _Check:
     def __init__(self, ip: str, sender: str, helo: str, lookup, receiver: str) -> None:
-        self.packed = dns.parse_ip(ip)
+        self.packed = parse_ip(ip)
         if self.packed is None:
             raise ValueError(f"not an IP address: {ip!r}")
         self.v4 = len(self.packed) == 4
-        self.ip = dns.ip_text(self.packed)
+        self.ip = ip_text(self.packed)
         self.rdtype = "A" if self.v4 else "AAAA"
         local, _, domain = sender.rpartition("@") if sender else ("", "", helo)
         self.local = local or "postmaster"
@@ -124,7 +126,7 @@ class _Check:
             names = [] if answer.temporary else answer.records[:MAX_PTR]
             forward = self.ask([(name, self.rdtype) for name in names])
             self._validated = [name for name, f in zip(names, forward)
-                               if any(dns.parse_ip(a) == self.packed for a in f.records)]
+                               if any(parse_ip(a) == self.packed for a in f.records)]
         return self._validated
 
     # check_host() ------------------------------------------------------
@@ -159,7 +161,7 @@ class _Check:
         if name == "all":
             return True
         if name in ("ip4", "ip6"):  # an IPv4 client matches only ip4, an IPv6 one only ip6 (5.6)
-            return (name == "ip4") == self.v4 and dns.in_network(self.packed, arg, cidr4)
+            return (name == "ip4") == self.v4 and in_network(self.packed, arg, cidr4)
         self.count()
         target = self.expand(arg, domain) if arg is not None else domain
         if name == "include":
@@ -192,8 +194,8 @@ class _Check:
 
     def ip_in(self, addresses, cidr4: int, cidr6: int) -> bool:
         for address in addresses:
-            packed = dns.parse_ip(address)
-            if packed is not None and dns.in_network(self.packed, packed, cidr4 if self.v4 else cidr6):
+            packed = parse_ip(address)
+            if packed is not None and in_network(self.packed, packed, cidr4 if self.v4 else cidr6):
                 return True
         return False
 
@@ -471,7 +473,7 @@ def hook_mail(plugin, txn, sender, params):
         return DECLINED
     helo = conn.hello_host
     address = f"{sender.user}@{sender.host}" if sender.host else ""
-    if not address and not helo or dns.parse_ip(conn.remote_ip) is None:
+    if not address and not helo or parse_ip(conn.remote_ip) is None:
         return DECLINED
     me = (plugin.config("me") or ["unknown"])[0]
     result = check_host(conn.remote_ip, address, helo, resolver_lookup(dns.resolver(plugin)), receiver=me)
@@ -479,7 +481,7 @@ def hook_mail(plugin, txn, sender, params):
     txn.notes["spf_identity"] = (scope, address, helo)
     txn.notes["dmarc_spf"] = {"domain": result.domain, "scope": scope, "result": result.result}
     key = "smtp.mailfrom" if scope == "mailfrom" else "smtp.helo"
-    dns.add_auth_result(txn.notes, f"spf={result.result} {key}={_quoted(result.domain)}")
+    add_auth_result(txn.notes, f"spf={result.result} {key}={_quoted(result.domain)}")
     code = result.result
     why = dns.printable(result.explanation or result.why or f"{code} for {result.domain}")
     plugin.log(LOGINFO, f"{code}, {result.domain}: {result.mechanism or why}")

@@ -184,7 +184,7 @@ class Harness:
         ends, dot-stuffed, then the final dot); bytes are sent as they are.
         """
         from .config import Config
-        from .connection_info import identify
+        from .connection import identify
         from .log import Log, redirect_std_streams
         from .main import serve
         from . import pluginhost

@@ -1,7 +1,6 @@
-"""The connection (who is calling) and the transaction (one message's envelope and content).
+"""The transaction: one message's envelope and content, the `txn` argument of every hook.
 
-These are the objects plugins see: `plugin.connection` and the `txn` argument
-of every hook.
+Its connection (who is calling) is in connection.py.
 """
 
 from __future__ import annotations
@@ -20,33 +19,6 @@ def new_id() -> str:
     _counter += 1
     now = time.time()
     return f"{int(now):X}{int(now % 1 * 1e6):05X}.{os.getpid():X}.{_counter}"
-
-
-class Connection:
-    def __init__(self) -> None:
-        self.remote_ip = ""
-        self.remote_port = 0
-        self.remote_host = ""   # from TCPREMOTEHOST; the core never does a PTR lookup
-        self.remote_info = ""   # from TCPREMOTEINFO (ident)
-        self.local_ip = ""
-        self.local_port = 0
-        self.local_host = ""
-        self.relay_client = False
-        self.hello = ""          # "helo" or "ehlo"
-        self.hello_host = ""
-        self.esmtp = False
-        self.tls = None          # tls.TLSInfo (version, cipher, bits), once TLS is on
-        self.auth_user = None    # after a successful AUTH
-        self.auth_mechanism = None  # PLAIN, LOGIN, CRAM-MD5
-        self.capabilities: list[str] = []  # ehlo hooks append extensions to advertise
-        self.notes: dict = {}
-        self.id = new_id()
-        self.started = time.time()
-
-    @property
-    def remote_label(self) -> str:
-        """How a log line names the client: `host[ip]:port`."""
-        return f"{self.remote_host or 'unknown'}[{self.remote_ip}]:{self.remote_port}"
 
 
 class Transaction:

@@ -22,7 +22,8 @@ import pytest
 from conftest import BIN, REPO, dialogue
 from qpsmtpd_stdio import auth as auth_module
 from qpsmtpd_stdio import protocol as p
-from qpsmtpd_stdio.auth import Credentials, Exchange, check_password, decode_xtext, mask
+from qpsmtpd_stdio.auth import Credentials, Exchange, check_password, mask
+from qpsmtpd_stdio.esmtp import decode_xtext
 from qpsmtpd_stdio.testing import Harness
 from superserver import STARTUP_TIMEOUT, Server, clean_env, free_port, listening, log_to_file, need, python_path, \
     set_value, user_and_group

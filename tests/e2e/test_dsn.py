@@ -8,7 +8,7 @@ import pytest
 from conftest import dialogue
 from downstream import SmtpSink, short_tmpdir
 
-from qpsmtpd_stdio.address import check_dsn_param, is_xtext
+from qpsmtpd_stdio.esmtp import check_dsn_param, is_xtext
 
 BODY = "From: a@example.org\r\nSubject: dsn\r\n\r\nhello"
 MAIL = "MAIL FROM:<a@example.org> RET=HDRS ENVID=QQ+2B314"

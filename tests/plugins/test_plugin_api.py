@@ -10,7 +10,8 @@ from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DI
 from qpsmtpd_stdio.constants import REJECT_TYPES
 from qpsmtpd_stdio.patterns import address_matches, helo_listed
 from qpsmtpd_stdio.pluginhost import Plugin
-from qpsmtpd_stdio.transaction import Connection, Transaction
+from qpsmtpd_stdio.connection import Connection
+from qpsmtpd_stdio.transaction import Transaction
 
 
 class Host:

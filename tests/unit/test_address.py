@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from qpsmtpd_stdio.address import (
     Address,
     AddressError,
-    parse_params,
     parse_path,
     split_mail_arg,
 )
+from qpsmtpd_stdio.esmtp import parse_params
 
 
 def err(text: str, **kw) -> AddressError:

@@ -70,10 +70,18 @@ def test_malformed_headers_raise(wire):
         pp.parse(wire)
 
 
-def test_trusted_matches_addresses_and_networks():
-    entries = ["192.0.2.10", "# not an address", "10.0.0.0/8", "2001:db8::/32"]
-    assert pp.trusted("192.0.2.10", entries) and pp.trusted("10.9.8.7", entries) and pp.trusted("2001:db8::1", entries)
-    assert not pp.trusted("192.0.2.11", entries) and not pp.trusted("", entries)
+def test_mapped_addresses_are_canonical():
+    parsed, _ = pp.parse(b"PROXY TCP6 ::ffff:10.0.0.1 ::FFFF:192.0.2.1 1 25\r\n")
+    assert (parsed.src_ip, parsed.dst_ip) == ("10.0.0.1", "192.0.2.1")
+    parsed, _ = pp.parse(v2("::ffff:10.0.0.1", "2001:db8::1", 1, 25))
+    assert (parsed.src_ip, parsed.dst_ip) == ("10.0.0.1", "2001:db8::1")
+
+
+@pytest.mark.parametrize("line", [b"PROXY TCP4 ::1 192.0.2.1 1 25\r\n", b"PROXY TCP6 10.0.0.1 ::1 1 25\r\n",
+                                  b"PROXY TCP4 010.0.0.1 192.0.2.1 1 25\r\n"])
+def test_v1_family_must_match(line):
+    with pytest.raises(pp.ProxyError):
+        pp.parse(line)
 
 
 # The real binary: TCPREMOTEIP is the proxy (192.0.2.10, see conftest) ------------------------------------

@@ -1,0 +1,121 @@
+"""The AUTH command (RFC 4954) in a session: offering mechanisms, the SASL exchange, and what failing costs.
+
+auth.py holds the mechanisms (sans I/O) and the policy; this module asks the
+auth hooks and answers the client. The session imports it only when an auth
+plugin is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import auth
+from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGNOTICE, OK
+from .protocol import Command, Reply
+
+
+class AuthState:
+    """What one session's AUTH needs to remember."""
+
+    __slots__ = ("policy", "exchange", "failures")
+
+    def __init__(self, config) -> None:
+        self.policy = auth.Policy(config)
+        self.exchange: auth.Exchange | None = None  # the SASL exchange under way
+        self.failures = 0
+
+
+def state(session) -> AuthState:
+    if session.auth is None:
+        session.auth = AuthState(session.config)
+    return session.auth
+
+
+def mechanisms(session) -> list[str]:
+    """The mechanisms EHLO advertises now (none: no AUTH line)."""
+    return state(session).policy.offered(auth.available(session.host.has), bool(session.connection.tls))
+
+
+def command(session, arg: str) -> None:
+    if not session.auth_loaded():
+        return session.unrecognized(Command("AUTH", arg))
+    conn = session.connection
+    policy = state(session).policy
+    if not conn.esmtp:
+        return session.protocol_error(Reply(503, "AUTH not defined for HELO", "5.5.1"))
+    if not conn.tls and policy.tls_before_auth:
+        return session.protocol_error(Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
+    mechanism, _, initial = arg.strip().partition(" ")
+    mechanism = mechanism.upper()
+    known = auth.available(session.host.has)
+    if mechanism not in known:
+        return session.protocol_error(Reply(504, "Unrecognized authentication type", "5.5.4"))
+    if mechanism not in policy.offered(known, bool(conn.tls)):
+        return session.protocol_error(Reply(538, "Encryption required for requested authentication mechanism", "5.7.11"))
+    session.auth.exchange = auth.Exchange(mechanism, session.me)
+    step(session, session.auth.exchange.start(initial.strip() or None))
+
+
+def response(session, line: str) -> None:
+    """A line of the SASL exchange (after a 334)."""
+    step(session, session.auth.exchange.respond(line))
+
+
+def step(session, outcome) -> None:
+    """Send the next challenge, an error, or check the credentials the exchange produced."""
+    if isinstance(outcome, Reply) and outcome.code == 334:
+        return session.respond(outcome)
+    mechanism = session.auth.exchange.mechanism
+    session.auth.exchange = None
+    if not isinstance(outcome, Reply):
+        return authenticate(session, outcome)
+    if outcome.code == 535:
+        return failed(session, mechanism, "", outcome.text)
+    session.protocol_error(outcome)
+
+
+def authenticate(session, credentials) -> None:
+    """Ask the auth_<mech> hooks, then the auth hooks (qpsmtpd's order); OK is the only yes."""
+    args = credentials.hook_args()
+    result = session.host.run(auth.hook_name(credentials.mechanism), session.txn, *args)
+    if result.code == DECLINED:
+        result = session.host.run("auth", session.txn, *args)
+    mechanism, user = credentials.mechanism, credentials.user
+    if result.code == OK:
+        return succeeded(session, mechanism, user)
+    if result.code == DENYSOFT:
+        return session.protocol_error(Reply(454, "Temporary authentication failure", "4.7.0"))
+    if result.code == DENYSOFT_DISCONNECT:
+        return session.respond(Reply(421, "Temporary authentication failure", "4.7.0"))
+    reason = f"{result.plugin}: {result.text}" if result.plugin and result.text else "no plugin accepted it"
+    failed(session, mechanism, user, reason, disconnect=result.code == DENY_DISCONNECT)
+
+
+def succeeded(session, mechanism: str, user: str) -> None:
+    conn = session.connection
+    conn.auth_user, conn.auth_mechanism = user, mechanism
+    conn.relay_client = True  # as qpsmtpd: an authenticated client may relay
+    entry = f"auth=pass smtp.auth={auth.result_value(user)}"
+    found = conn.notes.get("authentication_results")
+    conn.notes["authentication_results"] = f"{found}; {entry}" if found else entry
+    session.log(LOGINFO, f"AUTH {mechanism} succeeded for {user!r}")
+    session.respond(Reply(235, f"{mechanism} authentication successful for {user}", "2.7.0"))
+
+
+def failed(session, mechanism: str, user: str, reason: str, disconnect: bool = False) -> None:
+    """535 after a delay that doubles with each failure; the last failure allowed gets 421 and the end."""
+    st = state(session)
+    st.failures += 1
+    count, limit = st.failures, st.policy.max_failures
+    session.log(LOGNOTICE, f"AUTH {mechanism} failed for {user!r} ({reason}); failure {count}"
+                           + (f" of {limit}" if limit else ""))
+    delay = min(st.policy.delay(count), max(0.0, session.deadline - time.monotonic()))
+    if delay > 0:
+        session.log(LOGINFO, f"delaying the reply by {delay:g}s")
+        time.sleep(delay)
+    if limit and count >= limit:
+        session.log(LOGNOTICE, f"{count} failed AUTH attempts; disconnecting")
+        session.respond(Reply(421, f"{session.me} Too many authentication failures", "4.7.0"))
+    session.respond(Reply(535, f"{mechanism} authentication failed" + (f" for {user}" if user else ""), "5.7.8"))
+    if disconnect:
+        session.close()
