@@ -1,6 +1,7 @@
 """The plugin host: finds, compiles and runs plugins, and keeps their failures contained.
 
-A plugin is a Python file named in config/plugins (`queue/maildir` is
+What a plugin sees (its `plugin` argument, and how hook results are read) is
+in plugin.py. A plugin is a Python file named in config/plugins (`queue/maildir` is
 `queue/maildir.py`), found in the dirs of config/plugin_dirs, then in the
 shipped plugins/. It is read afresh on every start: hooks are its module-level
 functions `hook_<name>(plugin, txn, ...)`, and `register(plugin, *args)` runs
@@ -21,6 +22,7 @@ import _signal
 import marshal
 import os
 import sys
+from collections.abc import Callable
 
 from .constants import (
     DECLINED,
@@ -33,9 +35,9 @@ from .constants import (
     LOGERROR,
     LOGINFO,
     OK,
-    REJECT_TYPES,
     RETURN_CODE_NAMES,
 )
+from .plugin import HookResult, Plugin, normalise
 
 SHIPPED_DIRS = [
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"),  # installed wheel
@@ -68,139 +70,9 @@ class HookTimeout(BaseException):
 in_hook = False  # read by the SIGALRM handler: a hook overran, or the process is told to stop
 
 
-class Plugin:
-    """What a hook gets as its first argument."""
-
-    def __init__(self, name: str, args: list[str], path: str, host: PluginHost) -> None:
-        self.name = name
-        self.args = args
-        self.path = path
-        self._host = host
-        self.hooks: dict[str, object] = {}
-
-    def __repr__(self) -> str:
-        return f"<plugin {self.name}>"
-
-    @property
-    def connection(self):
-        return self._host.connection
-
-    def config(self, name: str) -> list[str]:
-        """The items of config file `name` (an empty list if it does not exist)."""
-        return self._host.config.get(name)
-
-    def log(self, level: int, message: str) -> None:
-        self._host.log(level, message, self.name)
-
-    def client_has_sent(self, wait: float = 0) -> bool:
-        """True if the client has sent octets not yet read as commands, waiting up to `wait` seconds.
-
-        For checks such as earlytalker: a client that talks before the greeting
-        (or before 354) is not a patient SMTP client.
-        """
-        return self._host.client_has_sent(wait)
-
-    def config_dir(self) -> str:
-        """The config directory this session reads (for files a plugin keeps beside the config)."""
-        return self._host.config.directory
-
-    def register_hook(self, hook: str, function) -> None:
-        """Register `function(plugin, txn, ...)` for `hook`, beside any hook_* functions."""
-        self.hooks[hook.replace("-", "_")] = function
-
-    def options(self, defaults: dict[str, str] | None = None, start: int = 0) -> dict[str, str]:
-        """qpsmtpd-style `key value` argument pairs (`reject 0 reject_type temp`) as a dict."""
-        opts = dict(defaults or {})
-        pairs = self.args[start:]
-        for i in range(0, len(pairs) - 1, 2):
-            opts[pairs[i].lower()] = pairs[i + 1]
-        return opts
-
-    def is_immune(self, txn=None, *, quiet: bool = False) -> bool:
-        """True if this client is not to be checked (qpsmtpd's is_immune).
-
-        Immune: a relay client (the `relay` plugin, RELAYCLIENT, or AUTH, which
-        makes one; `auth_user` is checked too), a connection noted
-        `whitelisthost`, or, given `txn`, a sender noted `whitelistsender`.
-        Logs why at LOGINFO ("skip, relay client", "skip, whitelisted") unless
-        `quiet`.
-        """
-        conn = self.connection
-        if conn.relay_client or conn.auth_user:
-            why = "relay client"
-        elif conn.notes.get("whitelisthost") or (txn is not None and txn.notes.get("whitelistsender")):
-            why = "whitelisted"
-        else:
-            return False
-        if not quiet:
-            self.log(LOGINFO, f"skip, {why}")
-        return True
-
-    def get_reject(self, message, why: str = "", *, default_type: str = "perm", enhanced: str | None = None):
-        """The hook result for a failed check, by the `reject` and `reject_type` arguments (qpsmtpd's get_reject).
-
-        The arguments are read from `plugin.opts` if register() set it, else
-        from plugin.options(). `reject`:
-          0        log "fail, tolerated: WHY" and return DECLINED;
-          naughty  append `message` to the connection note `naughty` (CRLF
-                   between entries; a list's lines too), set the note
-                   `naughty_reject_type` unless set, log "fail, NAUGHTY: WHY",
-                   return DECLINED, for a later `naughty` plugin to refuse;
-          else     (1, the default) log "fail: WHY" (only if `why` is given:
-                   the refusal shows anyway, in its reply) and return
-                   (code, message), the code from `reject_type`:
-                   perm/hard DENY, temp/soft DENYSOFT, disconnect
-                   DENY_DISCONNECT, temp_disconnect DENYSOFT_DISCONNECT.
-        `default_type` stands for a missing or unknown reject_type. `message`
-        is a string or a list of reply lines. `enhanced` ("1.1") is put before
-        each line of a refusal as an RFC 3463 code, its class (4 or 5) taken
-        from the code: "5.1.1 text" or "4.1.1 text"; the naughty note gets
-        `message` as it is.
-        """
-        opts = getattr(self, "opts", None)
-        if opts is None:
-            opts = self.options()
-        how = str(opts.get("reject", "1")).lower()
-        detail = f": {why}" if why else ""
-        if how == "0":
-            self.log(LOGINFO, f"fail, tolerated{detail}")
-            return DECLINED
-        reject_type = opts.get("reject_type", default_type)
-        if how == "naughty":
-            text = message if isinstance(message, str) else "\r\n".join(message)
-            notes = self.connection.notes
-            notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
-            if "reject_type" in opts:  # else the naughty plugin's own reject_type applies (qpsmtpd)
-                notes.setdefault("naughty_reject_type", reject_type)
-            self.log(LOGINFO, f"fail, NAUGHTY{detail}")
-            return DECLINED
-        if why:
-            self.log(LOGINFO, f"fail{detail}")
-        code = REJECT_TYPES.get(str(reject_type).lower(), REJECT_TYPES[default_type])
-        if enhanced:
-            prefix = f"{'5' if code in (DENY, DENY_DISCONNECT) else '4'}.{enhanced} "
-            message = prefix + message if isinstance(message, str) else [prefix + line for line in message]
-        return code, message
-
-
-class HookResult:
-    __slots__ = ("code", "lines", "plugin", "failed")
-
-    def __init__(self, code: int, lines: list[str] | None = None, plugin: str = "", failed: bool = False) -> None:
-        self.code = code
-        self.lines = lines or []
-        self.plugin = plugin
-        self.failed = failed
-
-    def __repr__(self) -> str:
-        return f"HookResult({RETURN_CODE_NAMES.get(self.code, self.code)}, {self.lines!r}, {self.plugin!r})"
-
-    @property
-    def text(self) -> str | None:
-        return "\n".join(self.lines) if self.lines else None
-
-
 class PluginHost:
+    """The plugins of one session, in config/plugins order, and the running of their hooks."""
+
     def __init__(self, config, log, connection=None, timeout: float = 60) -> None:
         self.config = config
         self.log = log
@@ -211,6 +83,8 @@ class PluginHost:
         self._in_config_hook = False
         self.input_probe = None  # set by the session: wait -> has the client sent anything?
         self._depth = 0  # nesting of hook calls (logging, config): only the outermost arms the timer
+        # Called as observer(hook, result) for each result of run(): monitoring (sessionrecord.py) watches here.
+        self.observers: list[Callable[[str, HookResult], None]] = []
 
     def client_has_sent(self, wait: float) -> bool:
         return self.input_probe(wait) if self.input_probe else False
@@ -278,8 +152,12 @@ class PluginHost:
                     follow = "deny" if result.code in (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT) else "ok"
                     if follow in self._hooks and result.code != DONE:
                         self.run(follow, txn, hook, result.code, result.text, plugin.name)
-                return result
-        return HookResult(DECLINED)
+                break
+        else:
+            result = HookResult(DECLINED)
+        for observer in self.observers:
+            observer(hook, result)
+        return result
 
     def config_answer(self, name: str) -> list[str] | None:
         """The `config` hook: a plugin may supply a config file's items ((OK, [items]))."""
@@ -349,30 +227,6 @@ class PluginHost:
         if self.timeout > 0:
             _signal.setitimer(_signal.ITIMER_REAL, 0)
         in_hook = False
-
-
-def normalise(value, plugin_name: str) -> HookResult:
-    """A hook's return value as a HookResult: CODE, (CODE,), (CODE, "text"), (CODE, ["line", ...]); None is DECLINED."""
-    if value is None:
-        return HookResult(DECLINED, plugin=plugin_name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        code, text = value, None
-    elif isinstance(value, (tuple, list)) and value and isinstance(value[0], int):
-        code = value[0]
-        text = value[1] if len(value) == 2 else (list(value[1:]) if len(value) > 2 else None)
-    else:
-        raise TypeError(f"hook returned {value!r}, not a return code")
-    if code not in RETURN_CODE_NAMES:
-        raise TypeError(f"hook returned unknown code {code!r}")
-    if text is None:
-        lines = []
-    elif isinstance(text, str):
-        lines = text.split("\n")
-    elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
-        lines = list(text)
-    else:
-        raise TypeError(f"hook returned message {text!r}, not a string or list of strings")
-    return HookResult(code, lines, plugin_name)
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""The PROXY protocol header (HAProxy's spec, versions 1 and 2), sans I/O: bytes in, addresses out.
+"""The PROXY protocol header (HAProxy's spec, versions 1 and 2): a sans-I/O parser, and the session's use of it.
 
 A proxy (HAProxy `send-proxy`/`send-proxy-v2`, nginx, stunnel) sends one
 header before anything else, saying who its client is. `parse()` is given the
@@ -14,7 +14,8 @@ as they were.
 
 from __future__ import annotations
 
-from .netlist import canonical_ip, ip_text, parse_ip
+from .constants import LOGINFO
+from .netlist import NetList, canonical_ip, ip_text, parse_ip
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_PREFIX = b"PROXY "
@@ -105,3 +106,37 @@ def _port(word: bytes) -> int:
     if not (word.isdigit() and len(word) <= 5 and (word == b"0" or word[:1] != b"0")) or int(word) > 65535:
         raise ProxyError(f"bad port {word!r}")
     return int(word)
+
+
+# The session's side ---------------------------------------------------------
+def receive(session) -> None:
+    """From a peer in config `proxy_clients`, read the PROXY header (v1 or v2) before the greeting.
+
+    Only a listed peer is waited for: anyone else gets the greeting at once,
+    and a PROXY line from them is an unknown command. A listed peer must send
+    a valid header; without one ProxyError is raised, and the session closes
+    with no reply (the HAProxy spec: never guess).
+    """
+    from .transport import ClientGone
+
+    conn = session.connection
+    if conn.remote_ip not in NetList(session.config.get("proxy_clients")):
+        return
+    received = b""
+    while (parsed := parse(received)) is None:
+        data = session.read()
+        if not data:
+            raise ClientGone(f"{conn.remote_label} closed before its PROXY header")
+        received += data
+    header, used = parsed
+    if received[used:]:
+        session.proto.receive_data(received[used:])
+    if header.local:
+        session.log(LOGINFO, f"PROXY v{header.version} header from {conn.remote_label} without a client address")
+        return
+    proxy = conn.remote_label
+    # What tcpserver said about the proxy (its name, ident, RELAYCLIENT) is not about the client.
+    conn.set_client(header.src_ip, header.src_port)
+    conn.set_local(header.dst_ip, header.dst_port)
+    conn.notes["proxy"] = proxy
+    session.log(LOGINFO, f"PROXY v{header.version}: client {conn.remote_label} via {proxy}")

@@ -20,12 +20,9 @@ from .delivery import LOCAL_ERROR, Incoming, deliver
 from .esmtp import MAIL_PARAMETERS, RCPT_PARAMETERS, Limits, check_params, ehlo_keywords, parse_params
 from .protocol import Reply
 from .replies import Verdict, decide, reply_code
+from .signals import Terminate
 from .transaction import Transaction
 from .transport import ClientGone, Timeout
-
-
-class Terminate(BaseException):
-    """A signal (SIGTERM, SIGHUP, SIGALRM outside a hook) ends the session."""
 
 
 class Disconnect(Exception):
@@ -53,7 +50,7 @@ class Session:
         self.max_recipients = config.get_int("max_recipients")
         self.max_messages = config.get_int("max_messages")
         self.max_errors = config.get_int("max_errors")
-        self.bare_newline = (config.get_one("bare_newline") or "reject").lower()
+        self.bare_newline = config.get_choice("bare_newline")
         self.proto = p.ServerConnection(config.get_int("max_command_length"), config.get_int("max_line_length"))
         self.txn = Transaction()
         self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX)
@@ -70,9 +67,13 @@ class Session:
 
     # The loop ----------------------------------------------------------
     def run(self) -> None:
-        self.start_record()  # TEMP until sessionrecord.start lands
+        if self.config.get_one("session_record") or self.config.get_one("prometheus_textfile"):
+            from . import sessionrecord
+
+            self.record = sessionrecord.start(self.config, self.host)
         try:
-            self.proxy_header()
+            if self.config.get("proxy_clients"):
+                self.proxy_header()
             if self.extension("STARTTLS").implicit(self):
                 self.extension("STARTTLS").handshake(self)
             self.greet()
@@ -102,43 +103,8 @@ class Session:
             self.host.run_all("disconnect", self.txn)
             self.host.run_all("post_connection", self.txn)
             self.log_summary()
-            self.write_record()  # TEMP
-
-    def start_record(self) -> None:
-        """With config `session_record` or `prometheus_textfile`, note every hook's verdict for the session's end."""
-        path = self.config.get_one("session_record")
-        prom = self.config.get_one("prometheus_textfile")
-        if not path and not prom:
-            return
-        from .sessionrecord import SessionRecord
-
-        if path and path != "syslog":  # `syslog`: the line goes to syslog (facility mail) instead of a file
-            path = os.path.join(self.config.directory, path)
-        self.record = record = SessionRecord(path,
-                                             prom and os.path.join(self.config.directory, prom))
-        run = self.host.run
-
-        def run_and_record(hook, txn, *args):
-            result = run(hook, txn, *args)
-            record.verdict(hook, result)
-            return result
-
-        self.host.run = run_and_record
-
-    def write_record(self) -> None:
-        if self.record is None:
-            return
-        try:
-            self.record.write(self.connection, self.last_result, self.errors)
-        except Exception as exc:  # monitoring must never break a session
-            self.log(LOGERROR, f"cannot write the session record: {exc}")
-        if self.record.prometheus:
-            from .sessionrecord import write_prometheus
-
-            try:
-                write_prometheus(self.record, self.last_result)
-            except Exception as exc:
-                self.log(LOGERROR, f"cannot update the Prometheus textfile: {exc}")
+            if self.record is not None:
+                self.record.finish(self.connection, self.last_result, self.errors, self.log)
 
     def extension(self, verb: str):
         """The module that serves an extension verb (starttls, authcommand, xclient)."""
@@ -261,48 +227,14 @@ class Session:
 
     # Connection ---------------------------------------------------------
     def proxy_header(self) -> None:
-        """From a peer in config `proxy_clients`, read the PROXY header (v1 or v2) before the greeting.
-
-        Only a listed peer is waited for: anyone else gets the greeting at once,
-        and a PROXY line from them is an unknown command. A listed peer must send
-        a valid header; without one the connection closes with no reply (the
-        HAProxy spec: never guess).
-        """
-        entries = self.config.get("proxy_clients")
-        if not entries:
-            return
         from . import proxyproto
-        from .netlist import NetList
 
-        conn = self.connection
-        if conn.remote_ip not in NetList(entries):
-            return
-        received = b""
-        while True:
-            try:
-                parsed = proxyproto.parse(received)
-            except proxyproto.ProxyError as exc:
-                self.log(LOGNOTICE, f"bad PROXY header from {conn.remote_label}: {exc}; closing")
-                self.proto.close()
-                raise Disconnect() from None
-            if parsed is not None:
-                break
-            data = self.read()
-            if not data:
-                raise ClientGone(f"{conn.remote_label} closed before its PROXY header")
-            received += data
-        header, used = parsed
-        if received[used:]:
-            self.proto.receive_data(received[used:])
-        if header.local:
-            self.log(LOGINFO, f"PROXY v{header.version} header from {conn.remote_label} without a client address")
-            return
-        proxy = conn.remote_label
-        # What tcpserver said about the proxy (its name, ident, RELAYCLIENT) is not about the client.
-        conn.set_client(header.src_ip, header.src_port)
-        conn.set_local(header.dst_ip, header.dst_port)
-        conn.notes["proxy"] = proxy
-        self.log(LOGINFO, f"PROXY v{header.version}: client {conn.remote_label} via {proxy}")
+        try:
+            proxyproto.receive(self)
+        except proxyproto.ProxyError as exc:
+            self.log(LOGNOTICE, f"bad PROXY header from {self.connection.remote_label}: {exc}; closing")
+            self.proto.close()
+            raise Disconnect() from None
 
     def greet(self) -> None:
         result = self.host.run("connect", self.txn)

@@ -13,13 +13,11 @@ sender/recipients/size/queue_id of the last of them (null if none),
 verdicts (each hook answer other than DECLINED: hook, plugin, verdict),
 code and result (the last error or message reply), errors, duration.
 
-With config `prometheus_textfile` naming a .prom file (for node_exporter's
-textfile collector), each session also adds itself to the counters there:
-sessions, sessions by result class (the class of the last reply: 2xx, 4xx,
-5xx or none), messages accepted, and rejections (DENY* verdicts) by plugin
-and hook. Concurrent sessions take an flock on `<file>.lock`, read the file,
-write the new counts to a temporary file in the same directory and rename it
-over the old one: the file is always whole, and no increment is lost.
+With config `prometheus_textfile`, the same record also updates the counters
+in that file at the session's end (prometheus.py).
+
+The record watches hook verdicts as one of the plugin host's observers: the
+session calls `start()` when either file is configured, and `finish()` at its end.
 """
 
 from __future__ import annotations
@@ -27,9 +25,20 @@ from __future__ import annotations
 import os
 import time
 
-from .constants import DECLINED, RETURN_CODE_NAMES
+from .constants import DECLINED, LOGERROR, RETURN_CODE_NAMES
 
 _UNRECORDED_HOOKS = frozenset(("deny", "ok", "logging", "config"))  # about other hooks, or not about the client
+
+
+def start(config, host) -> SessionRecord:
+    """A record for this session, told of every hook verdict from now on."""
+    path = config.get_one("session_record")
+    prom = config.get_one("prometheus_textfile")
+    if path and path != "syslog":  # `syslog`: the line goes to syslog (facility mail) instead of a file
+        path = os.path.join(config.directory, path)
+    record = SessionRecord(path or None, prom and os.path.join(config.directory, prom))
+    host.observers.append(record.verdict)
+    return record
 
 
 class SessionRecord:
@@ -93,92 +102,16 @@ class SessionRecord:
         if written != len(data):
             raise OSError(f"short write to {self.path}: {written} of {len(data)} octets")
 
-
-# Prometheus textfile ------------------------------------------------------
-_METRICS = (
-    ("qpsmtpd_sessions_total", "SMTP sessions that ended."),
-    ("qpsmtpd_sessions_by_result_total", "Sessions by the class of their last reply (2xx, 4xx, 5xx, none)."),
-    ("qpsmtpd_messages_accepted_total", "Messages accepted (2xx at the end of DATA/BDAT)."),
-    ("qpsmtpd_rejections_total", "DENY* verdicts of plugins, by plugin and hook."),
-)
-
-
-def _label(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _parse_prom(text: str) -> dict[str, float]:
-    """`name{labels} value` lines → {"name{labels}": value}; comments and malformed lines are skipped."""
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
+    def finish(self, connection, last_result: str, errors: int, log) -> None:
+        """Write the line and update the counters; monitoring never breaks a session, so failures are only logged."""
         try:
-            counts[key] = float(value)
-        except ValueError:
-            continue
-    return counts
+            self.write(connection, last_result, errors)
+        except Exception as exc:
+            log(LOGERROR, f"cannot write the session record: {exc}")
+        if self.prometheus:
+            from .prometheus import update, increments
 
-
-def _format_prom(counts: dict[str, float]) -> str:
-    out = []
-    for name, help_text in _METRICS:
-        out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        for key in sorted(k for k in counts if k == name or k.startswith(name + "{")):
-            value = counts[key]
-            out.append(f"{key} {int(value) if value == int(value) else value}")
-    return "\n".join(out) + "\n"
-
-
-def _increments(record: "SessionRecord", last_result: str) -> dict[str, int]:
-    code = last_result[:3]
-    klass = f"{code[0]}xx" if code.isdigit() else "none"
-    inc = {"qpsmtpd_sessions_total": 1, f'qpsmtpd_sessions_by_result_total{{result="{klass}"}}': 1}
-    accepted = sum(1 for m in record.messages if 200 <= m["code"] < 300)
-    if accepted:
-        inc["qpsmtpd_messages_accepted_total"] = accepted
-    for v in record.verdicts:
-        if v["verdict"].startswith("DENY"):
-            key = f'qpsmtpd_rejections_total{{hook="{_label(v["hook"])}",plugin="{_label(v["plugin"])}"}}'
-            inc[key] = inc.get(key, 0) + 1
-    return inc
-
-
-def update_prometheus(path: str, increments: dict[str, int]) -> None:
-    """Add `increments` to the counters in `path`, under an exclusive flock; raises OSError if it cannot."""
-    import fcntl
-    import tempfile
-
-    lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            with open(path, encoding="utf-8") as f:
-                counts = _parse_prom(f.read())
-        except FileNotFoundError:
-            counts = {}
-        counts.setdefault("qpsmtpd_sessions_total", 0)
-        counts.setdefault("qpsmtpd_messages_accepted_total", 0)
-        for key, n in increments.items():
-            counts[key] = counts.get(key, 0) + n
-        directory = os.path.dirname(path) or "."
-        fd, tmp = tempfile.mkstemp(prefix=".prom-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(_format_prom(counts))
-            os.chmod(tmp, 0o644)  # node_exporter reads it as another user
-            os.replace(tmp, path)
-        except BaseException:
             try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    finally:
-        os.close(lock)  # releases the flock
-
-
-def write_prometheus(record: "SessionRecord", last_result: str) -> None:
-    if record.prometheus:
-        update_prometheus(record.prometheus, _increments(record, last_result))
+                update(self.prometheus, increments(self.verdicts, self.messages, last_result))
+            except Exception as exc:
+                log(LOGERROR, f"cannot update the Prometheus textfile: {exc}")

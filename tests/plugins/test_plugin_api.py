@@ -9,7 +9,7 @@ from conftest import REPO
 from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGWARN
 from qpsmtpd_stdio.constants import REJECT_TYPES
 from qpsmtpd_stdio.patterns import address_matches, helo_listed
-from qpsmtpd_stdio.pluginhost import Plugin
+from qpsmtpd_stdio.plugin import Plugin
 from qpsmtpd_stdio.connection import Connection
 from qpsmtpd_stdio.transaction import Transaction
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from qpsmtpd_stdio.constants import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE, OK
-from qpsmtpd_stdio.pluginhost import HookResult
+from qpsmtpd_stdio.plugin import HookResult
 from qpsmtpd_stdio.protocol import Reply
 from qpsmtpd_stdio.replies import OTHERWISE, REFUSALS, STAGES, after_data, decide, done_reply, markdown_table, reply_code
 
