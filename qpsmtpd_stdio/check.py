@@ -19,7 +19,6 @@ message would get 451). No hook but `register` runs and nothing is sent.
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
@@ -78,8 +77,12 @@ def check_includes(config, report: Report) -> None:
 
 
 def check_settings(config, report: Report) -> None:
-    from .constants import DEFAULTS, LOG_LEVEL_NAMES
+    from .constants import CHOICES, DEFAULTS, LOG_LEVEL_NAMES
 
+    for name, choices in CHOICES.items():
+        for path, lineno, item in numbered(config, name, report)[:1]:
+            if item.split()[0].lower() not in choices:
+                report.problem(f"{path}:{lineno}", f"{name}: {item.split()[0]!r} is not one of {', '.join(dict.fromkeys(choices))}")
     for name in DEFAULTS:
         for path, lineno, item in numbered(config, name, report)[:1]:
             word = item.split()[0]
@@ -95,12 +98,9 @@ def check_plugins(config, report: Report) -> set[str]:
     from .connection import identify
     from .log import Log
     from . import pluginhost
+    from .signals import install
 
-    def on_alarm(signum, frame):
-        if pluginhost.in_hook:
-            raise pluginhost.HookTimeout()
-
-    previous = _signal.signal(_signal.SIGALRM, on_alarm)
+    restore = install(terminate=False)
     host = pluginhost.PluginHost(config, Log(), identify({"TCPREMOTEIP": "127.0.0.1"}),
                                  timeout=config.get_int("plugin_timeout"))
     try:
@@ -117,7 +117,7 @@ def check_plugins(config, report: Report) -> set[str]:
             except pluginhost.PluginLoadError as exc:
                 report.problem(*locate(exc, plugin_path, where))
     finally:
-        _signal.signal(_signal.SIGALRM, previous)
+        restore()
     return {hook for plugin in host.plugins for hook in plugin.hooks}
 
 

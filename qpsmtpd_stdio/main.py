@@ -7,7 +7,6 @@ need.
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
@@ -86,17 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     redirect_std_streams(log)
     from .config import Config, find_config_dir
     from .connection import identify
-    from .session import Terminate
+    from .signals import Terminate, install
     from .transport import Transport
-    from . import pluginhost
 
-    def on_signal(signum, frame):
-        if signum == _signal.SIGALRM and pluginhost.in_hook:
-            raise pluginhost.HookTimeout()
-        raise Terminate({_signal.SIGTERM: "SIGTERM", _signal.SIGHUP: "SIGHUP"}.get(signum, "SIGALRM"))
-
-    for sig in (_signal.SIGTERM, _signal.SIGHUP, _signal.SIGALRM):
-        _signal.signal(sig, on_signal)
+    install()
 
     config = Config(find_config_dir(opts["config"]))
     config.warn = lambda message: log(4, message)

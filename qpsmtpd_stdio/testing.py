@@ -24,7 +24,6 @@ your queue plugin).
 
 from __future__ import annotations
 
-import _signal
 import sys
 import threading
 from pathlib import Path
@@ -140,9 +139,6 @@ class MemoryTransport:
         self.output += data
         self.bytes_out += len(data)
 
-    def discard_output(self) -> None:
-        self._out.clear()
-
 
 class Harness:
     """A config dir under `directory` (its `config/` and `plugins/`), and sessions run against it."""
@@ -187,7 +183,7 @@ class Harness:
         from .connection import identify
         from .log import Log, redirect_std_streams
         from .main import serve
-        from . import pluginhost
+        from .signals import install
 
         self.config("plugin_dirs", str(self.plugin_dir), *self.plugin_dirs)
         path = self.dir / "plugins"
@@ -207,21 +203,16 @@ class Harness:
         config.warn = lambda message: log(4, message)
         connection = identify(environ)
 
-        def on_alarm(signum, frame):
-            if pluginhost.in_hook:
-                raise pluginhost.HookTimeout()
-
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("Harness.run() needs the main thread: plugin_timeout is a SIGALRM")
-        previous = _signal.signal(_signal.SIGALRM, on_alarm)
+        restore = install(terminate=False)
         stdout, stderr = sys.stdout, sys.stderr
         redirect_std_streams(log)  # what a plugin prints goes to the log, as in a real session
         try:
             serve(config, log, transport, connection)
         finally:
             sys.stdout, sys.stderr = stdout, stderr
-            _signal.setitimer(_signal.ITIMER_REAL, 0)
-            _signal.signal(_signal.SIGALRM, previous)
+            restore()
         queued = [Queued(*item) for item in connection.notes.get("testing.queued", [])]
         return Result(bytes(transport.output), records, queued, connection)
 

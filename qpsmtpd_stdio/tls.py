@@ -16,7 +16,6 @@ from __future__ import annotations
 import ssl
 import time
 
-from .transport import ClientGone, Timeout
 
 RECORD = 16384  # the largest TLS plaintext record
 
@@ -87,11 +86,20 @@ class TLSInfo:
         return f"TLSInfo({self.version!r}, {self.cipher!r}, {self.bits})"
 
 
+class TLSError(Exception):
+    """The TLS session failed: a bad handshake or record. transport.py makes it ClientGone."""
+
+
+class TLSTimeout(Exception):
+    """The peer sent nothing within the time allowed. transport.py makes it Timeout."""
+
+
 class TLSLayer:
     """One server-side TLS session between the transport's raw reads and writes and the plaintext it hands on.
 
-    `read_raw(timeout)` returns octets (b"" at end of input) or raises
-    Timeout; `write_raw(data)` sends them all or raises ClientGone.
+    `read_raw(timeout)` returns octets (b"" at end of input); `write_raw(data)`
+    sends them all. What they raise passes through; this layer's own failures
+    are TLSError and TLSTimeout, so it needs nothing from transport.py.
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
@@ -110,7 +118,7 @@ class TLSLayer:
                 self._receive(read_raw, deadline)
             except ssl.SSLError as exc:
                 self._send(write_raw, quiet=True)  # the alert tells the client why
-                raise ClientGone(f"TLS handshake failed: {_reason(exc)}") from None
+                raise TLSError(f"TLS handshake failed: {_reason(exc)}") from None
         self._send(write_raw)
         name, _, bits = self._obj.cipher()
         return TLSInfo(self._obj.version() or "TLS", name, bits or 0)
@@ -132,7 +140,7 @@ class TLSLayer:
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 data = b""  # close_notify, or the client just closed: the end either way
             except ssl.SSLError as exc:
-                raise ClientGone(f"TLS error: {_reason(exc)}") from None
+                raise TLSError(f"TLS error: {_reason(exc)}") from None
             if not data:
                 break
             chunks.append(data)
@@ -150,7 +158,7 @@ class TLSLayer:
             while view:
                 view = view[self._obj.write(view):]
         except ssl.SSLError as exc:
-            raise ClientGone(f"TLS error: {_reason(exc)}") from None
+            raise TLSError(f"TLS error: {_reason(exc)}") from None
         return self._outgoing.read()
 
     def close(self, write_raw) -> None:
@@ -164,7 +172,7 @@ class TLSLayer:
     def _receive(self, read_raw, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise Timeout()
+            raise TLSTimeout()
         data = read_raw(remaining)
         if data:
             self._incoming.write(data)
@@ -177,8 +185,8 @@ class TLSLayer:
             return
         try:
             write_raw(data)
-        except ClientGone:
-            if not quiet:
+        except Exception:
+            if not quiet:  # an alert or close_notify that cannot go out changes nothing
                 raise
 
 

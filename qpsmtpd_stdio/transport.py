@@ -44,7 +44,7 @@ class Transport:
         if self.tls is None:
             data = self._read_raw(timeout)
         else:
-            data = self.tls.read(self._read_raw, self._write_raw, timeout, READ_SIZE)
+            data = self._tls(self.tls.read, self._read_raw, self._write_raw, timeout, READ_SIZE)
         if self.transcript is not None:
             self.transcript.received(data)
         return data
@@ -74,9 +74,21 @@ class Transport:
 
         self.flush()
         layer = TLSLayer(context)
-        info = layer.handshake(self._read_raw, self._write_raw, timeout)
+        info = self._tls(layer.handshake, self._read_raw, self._write_raw, timeout)
         self.tls = layer
         return info
+
+    @staticmethod
+    def _tls(method, *args):
+        """Call the TLS layer, its failures made this module's: TLSError is ClientGone, TLSTimeout is Timeout."""
+        from .tls import TLSError, TLSTimeout  # imported already: TLS has started
+
+        try:
+            return method(*args)
+        except TLSTimeout:
+            raise Timeout() from None
+        except TLSError as exc:
+            raise ClientGone(str(exc)) from None
 
     def write(self, data: bytes) -> None:
         self._out.append(data)
@@ -89,7 +101,7 @@ class Transport:
         if self.transcript is not None:
             self.transcript.sent(data)
         if self.tls is not None:
-            data = self.tls.encrypt(data)
+            data = self._tls(self.tls.encrypt, data)
         self._write_raw(data)
 
     def _write_raw(self, data: bytes) -> None:
@@ -102,9 +114,6 @@ class Transport:
         except OSError as exc:  # EPIPE, ECONNRESET, EBADF...
             raise ClientGone(str(exc)) from None
 
-    def discard_output(self) -> None:
-        self._out.clear()
-
     def close(self, linger: float = 2.0, limit: int = 1 << 20) -> None:
         """End the session cleanly: flush, send FIN, and read what the client still sends.
 
@@ -114,7 +123,7 @@ class Transport:
         try:
             self.flush()
             if self.tls is not None:
-                self.tls.close(self._write_raw)
+                self._tls(self.tls.close, self._write_raw)
         except ClientGone:
             return
         import _socket
