@@ -51,8 +51,8 @@ class Policy:
     """When AUTH is offered, and what failing costs."""
 
     def __init__(self, config) -> None:
-        self.tls_before_auth = _flag(config.get_one("tls_before_auth"), True)
-        self.disable_plaintext_auth = _flag(config.get_one("disable_plaintext_auth"), True)
+        self.tls_before_auth = config.get_flag("tls_before_auth")
+        self.disable_plaintext_auth = config.get_flag("disable_plaintext_auth")
         self.max_failures = int(_number(config.get_one("max_auth_failures"), 3))
         self.failure_delay = _number(config.get_one("auth_failure_delay"), 1.0)
 
@@ -202,12 +202,6 @@ def mask(data: bytes, in_exchange: bool) -> bytes:
         else:
             out.append(line)
     return b"".join(out)
-
-
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None:
-        return default
-    return value.strip().lower() not in ("0", "no", "false", "off")
 
 
 def _number(value: str | None, default: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .constants import DEFAULTS
+from .constants import CHOICES, DEFAULTS, FLAG_WORDS
 
 TYPE_CHECKING = False  # typing costs ~9 ms of imports per connection
 if TYPE_CHECKING:
@@ -86,6 +86,20 @@ class Config:
             except (ValueError, IndexError):
                 self.warn(f"config {name}: not a number: {value!r}; using the default")
         return int(DEFAULTS[name])
+
+    def get_choice(self, name: str) -> str:
+        """A setting with a fixed set of words (constants.CHOICES), lower-cased; an unknown word is warned of, and the default used."""
+        choices = CHOICES[name]
+        value = self.get_one(name)
+        word = value.split()[0].lower() if value and value.split() else choices[0]
+        if word not in choices:
+            self.warn(f"config {name}: {value!r} is not one of {', '.join(dict.fromkeys(choices))}; using {choices[0]}")
+            return choices[0]
+        return word
+
+    def get_flag(self, name: str) -> bool:
+        """An on/off setting (1/0, yes/no, true/false, on/off)."""
+        return FLAG_WORDS[self.get_choice(name)]
 
     def walk(self, path: str, where: str | None = None, on_problem=None, seen: frozenset = frozenset()):
         """(file, line number, item) for each item of the file or directory at `path`, following `$include`.

@@ -74,8 +74,14 @@ DEFAULTS = {
     "loglevel": LOGWARN,        # qpsmtpd's default
 }
 
-# Config values with a fixed set of words.
-BARE_NEWLINE_POLICIES = ("reject", "keep")  # config/bare_newline
+# Config values with a fixed set of words: the first is the default. A flag's words map to on/off.
+FLAG_WORDS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False, "off": False}
+CHOICES = {
+    "bare_newline": ("reject", "keep"),
+    "tls_before_auth": ("1", *FLAG_WORDS),
+    "disable_plaintext_auth": ("1", *FLAG_WORDS),
+    "smtps": ("0", *FLAG_WORDS),
+}
 
 VERSION = "0.1.0"
 SOFTWARE = "qpsmtpd-stdio"

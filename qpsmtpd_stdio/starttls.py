@@ -37,7 +37,7 @@ def context(session, make):
 
 def implicit(session) -> bool:
     """SMTPS: by --smtps, config `smtps`, or (as qpsmtpd) a connection to port 465 with a TLS plugin loaded."""
-    if session.smtps or (session.config.get_one("smtps") or "0").lower() not in ("0", "no", "false", "off"):
+    if session.smtps or session.config.get_flag("smtps"):
         return True
     return session.connection.local_port == 465 and provider(session) is not None
 

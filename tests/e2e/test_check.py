@@ -80,3 +80,29 @@ def test_missing_config_dir_fails(smtp):
     done = check(smtp, "--config", str(smtp.root / "nowhere"))
     assert done.returncode == 1
     assert f"{smtp.root / 'nowhere'}: no such config directory" in done.stdout
+
+
+def test_enumerated_settings_are_checked(smtp):
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    smtp.write("bare_newline", "# reject or keep\nkepp")
+    smtp.write("tls_before_auth", "nope")
+    smtp.write("smtps", "Yes")  # the case does not matter
+    done = check(smtp)
+    assert done.returncode == 1
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"{smtp.dir / 'bare_newline'}:2: bare_newline: 'kepp' is not one of reject, keep",
+                         f"{smtp.dir / 'tls_before_auth'}:1: tls_before_auth: 'nope' is not one of "
+                         "1, yes, true, on, 0, no, false, off"], done.stdout
+    assert lines[-1] == f"2 problem(s) in {smtp.dir}"
+
+
+def test_a_typo_in_bare_newline_keeps_the_safe_default(smtp):
+    # The session itself warns and refuses bare LF, as with no setting at all.
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    smtp.write("bare_newline", "kepp")
+    smtp.write("loglevel", "LOGWARN")
+    wire = b"EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nSubject: x\r\n\r\nbare\nlf\r\n.\r\nQUIT\r\n"
+    r = smtp.run(wire)
+    assert r.codes == [220, 250, 250, 250, 354, 554, 221], r.stdout
+    assert "config bare_newline: 'kepp' is not one of reject, keep; using reject" in r.log
+    assert smtp.messages() == []
