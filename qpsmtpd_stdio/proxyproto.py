@@ -139,4 +139,4 @@ def receive(session) -> None:
     conn.set_client(header.src_ip, header.src_port)
     conn.set_local(header.dst_ip, header.dst_port)
     conn.notes["proxy"] = proxy
-    session.log(LOGINFO, f"PROXY v{header.version}: client {conn.remote_label} via {proxy}")
+    session.client_changed(f"PROXY v{header.version} from {proxy}")

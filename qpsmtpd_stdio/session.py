@@ -236,6 +236,13 @@ class Session:
             self.proto.close()
             raise Disconnect() from None
 
+    def client_changed(self, how: str) -> None:
+        """A PROXY header or XCLIENT named the real client: the log and the transcript say who it is from now on."""
+        text = f"{how}: client {self.connection.remote_label}"
+        self.log(LOGINFO, text)
+        if self.transport.transcript is not None:
+            self.transport.transcript.note(text)
+
     def greet(self) -> None:
         result = self.host.run("connect", self.txn)
         self.answer("connect", result, Reply(220, self.greeting()))

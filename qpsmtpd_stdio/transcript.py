@@ -52,6 +52,10 @@ class Transcript:
         transcript._write("*", [f"connect from {connection.remote_label} to {connection.local_ip}:{connection.local_port}"])
         return transcript
 
+    def note(self, text: str) -> None:
+        """A `*` line: what the session learnt, e.g. the real client behind a proxy."""
+        self._write("*", [text])
+
     def received(self, data: bytes) -> None:
         """Octets from the client; b"" is the end of its input."""
         if not data:

@@ -8,7 +8,6 @@ for the new client).
 
 from __future__ import annotations
 
-from .constants import LOGINFO
 from .esmtp import XCLIENT_ATTRIBUTES, decode_xtext
 from .protocol import Command, Reply
 
@@ -32,7 +31,7 @@ def command(session, arg: str) -> None:
     except ValueError as exc:
         return session.protocol_error(Reply(501, f"Bad XCLIENT syntax: {exc}", "5.5.4"))
     conn = session.connection
-    session.log(LOGINFO, f"XCLIENT from {conn.remote_label}: {values}")
+    front = conn.remote_label
     session.reset_transaction()
     if "ADDR" in values:
         # The front end's port is not the client's; relaying is decided afresh, by the connect hooks.
@@ -48,6 +47,7 @@ def command(session, arg: str) -> None:
         conn.relay_client = True  # as after AUTH
     elif "LOGIN" in values:
         conn.auth_user = conn.auth_mechanism = None
+    session.client_changed(f"XCLIENT from {front}" + (f" (login {values['LOGIN']})" if values.get("LOGIN") else ""))
     session.greet()
     if values.get("LOGIN"):
         conn.relay_client = True  # a connect hook may not take back what LOGIN gave

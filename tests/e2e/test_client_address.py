@@ -72,3 +72,24 @@ def test_unlisted_client_may_not_relay(relay):
     r = relay.run(relay_session(), TCPREMOTEIP="::ffff:11.0.0.1")
     assert r.codes[:4] == [220, 250, 250, 450], r.stdout  # no plugin took the foreign recipient
     assert relay.messages() == []
+
+
+def test_log_and_transcript_name_the_client_behind_the_proxy(relay):
+    relay.write("proxy_clients", "192.0.2.10")
+    relay.write("loglevel", "LOGINFO")
+    transcript = relay.root / "t.log"
+    r = relay.run(f"PROXY TCP6 {MAPPED} ::1 5555 25\r\n".encode() + relay_session(), args=("--transcript", str(transcript)))
+    check_relayed(relay, r)
+    assert "PROXY v1 from unknown[192.0.2.10]:40000: client unknown[10.0.0.1]:5555" in r.log
+    notes = [line.split(" * ", 1)[1] for line in transcript.read_text().splitlines() if " * " in line]
+    assert notes[:2] == ["connect from unknown[192.0.2.10]:40000 to 192.0.2.1:25",
+                         "PROXY v1 from unknown[192.0.2.10]:40000: client unknown[10.0.0.1]:5555"], notes
+    assert "session from unknown[10.0.0.1]:5555" in r.log
+
+
+def test_xclient_is_noted_in_the_log(relay):
+    relay.write("xclient_clients", "192.0.2.10")
+    relay.write("loglevel", "LOGINFO")
+    r = relay.run(dialogue("EHLO front.example", f"XCLIENT ADDR={MAPPED} PORT=6000") + relay_session())
+    check_relayed(relay, r)
+    assert "XCLIENT from unknown[192.0.2.10]:40000: client unknown[10.0.0.1]:6000" in r.log
