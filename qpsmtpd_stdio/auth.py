@@ -186,24 +186,6 @@ def result_value(user: str) -> str:
     return '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def mask(data: bytes, in_exchange: bool) -> bytes:
-    """Client input for a debug log line: an AUTH command's payload, and every line after it, as ***."""
-    if in_exchange:
-        return b"***"
-    out = []
-    masking = False
-    for line in data.splitlines(keepends=True):
-        if masking:
-            out.append(b"***" + line[len(line.rstrip(b"\r\n")):])
-        elif line[:5].upper() == b"AUTH ":
-            words = line.rstrip(b"\r\n").split(b" ", 2)
-            out.append(b" ".join(words[:2]) + (b" ***" if len(words) > 2 else b"") + line[len(line.rstrip(b"\r\n")):])
-            masking = True
-        else:
-            out.append(line)
-    return b"".join(out)
-
-
 def _number(value: str | None, default: float) -> float:
     try:
         return max(0.0, float(value.split()[0])) if value else default

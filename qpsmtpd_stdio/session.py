@@ -123,13 +123,6 @@ class Session:
             if wait >= self.timeout:
                 raise
             self.time_is_up()
-        if self.log.level >= LOGDEBUG and data and self.proto.state not in (p.DATA, p.BDAT):
-            shown = data[:512]
-            if self.proto.state == p.SASL or b"AUTH " in shown.upper():
-                from .auth import mask
-
-                shown = mask(shown, self.proto.state == p.SASL)  # never a password in the log
-            self.log(LOGDEBUG, f"<- {shown!r}")
         return data
 
     def time_is_up(self) -> None:
@@ -183,7 +176,21 @@ class Session:
             self.respond(Reply(421, f"{self.me} Error: too many errors", "4.7.0"))
         self.respond(reply)
 
+    def log_input(self, event) -> None:
+        """The client's command lines at LOGDEBUG, as the protocol parsed them: an AUTH initial response
+        and every line of a SASL exchange are masked because of what they are, however the octets came."""
+        if isinstance(event, p.AuthResponse):
+            line = "***"
+        elif event.verb == "AUTH":
+            mechanism, _, initial = event.arg.partition(" ")
+            line = "AUTH " + mechanism + (" ***" if initial else "")
+        else:
+            line = f"{event.verb} {event.arg}".rstrip()
+        self.log(LOGDEBUG, f"<- {line[:512]!r}")
+
     def handle(self, event) -> None:
+        if self.log.level >= LOGDEBUG and isinstance(event, (p.Command, p.AuthResponse)):
+            self.log_input(event)
         if isinstance(event, p.Command):
             if event.verb in EXTENSIONS:
                 self.extension(event.verb).command(self, event.arg)

@@ -159,3 +159,18 @@ def test_auth_masking_ends_at_the_final_reply_only(tmp_path):
     transcript.close()
     client = [text for _, d, text in parse(path) if d == "<"]
     assert client == ["auth login", "***", "***", "AUTHOR is not AUTH"]
+
+
+def test_auth_masked_however_the_octets_are_split(tmp_path):
+    secret = b"AGJvYgBzM2NyZXQtUGFzc3cwcmQ="
+    wire = b"AUTH PLAIN " + secret + b"\r\n"
+    for cut in range(1, len(wire)):
+        path = tmp_path / f"t{cut}.log"
+        transcript = Transcript(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND))
+        transcript.received(wire[:cut])
+        transcript.received(wire[cut:])
+        transcript.sent(b"235 2.7.0 ok\r\n")
+        transcript.close()
+        text = path.read_text()
+        assert secret[:6].decode() not in text and secret[-8:].decode() not in text, (cut, text)
+        assert [t for _, d, t in parse(path) if d == "<"] == ["AUTH PLAIN ***"], cut
