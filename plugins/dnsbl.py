@@ -41,6 +41,7 @@ Example config/plugins line (after relay, before rcpt_ok):
 import os
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.dnslist import DNSList
 from qpsmtpd_stdio.netlist import NetList
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
@@ -73,7 +74,7 @@ def hook_connect(plugin, txn):
     zones = plugin.config("dnsbl_zones")
     if reverse and zones:
         resolver = dns.resolver(plugin)
-        plugin.listings = [dns.DNSList(line).lookup(resolver, reverse) for line in zones]
+        plugin.listings = [DNSList(line).lookup(resolver, reverse) for line in zones]
     return DECLINED
 
 

@@ -29,6 +29,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.dnslist import DNSList
 
 SPECIAL = ("postmaster", "abuse", "mailer-daemon", "root")
 
@@ -50,7 +51,7 @@ def hook_mail(plugin, txn, sender, params):
     zones = plugin.config("rhsbl_zones")
     if zones:
         resolver = dns.resolver(plugin)
-        txn.notes["rhsbl"] = [dns.DNSList(line).lookup(resolver, host) for line in zones]
+        txn.notes["rhsbl"] = [DNSList(line).lookup(resolver, host) for line in zones]
     return DECLINED
 
 

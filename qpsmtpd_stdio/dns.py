@@ -30,7 +30,8 @@ Config files:
                costs at most this, and each plugin takes its temporary-failure
                path.
 
-Why the wire format is spoken here rather than through dnspython: the
+The wire format is dnswire.py, and DNS block lists are dnslist.py. Why
+the wire format is spoken here rather than through dnspython: the
 process is started per connection, and `import dns.message` costs about 37 ms
 (dns.name alone 15 ms), most of a DNS session's budget. Queries and the
 answers plugins need (A, AAAA, MX, TXT, PTR, CNAME) are a few dozen lines of
@@ -44,18 +45,15 @@ import _socket
 import os
 import time
 
+from .dnswire import TYPE_NAMES, TYPES, encode_name, parse_response, query_packet
 from .netlist import parse_ip
 
 NOTE = "dns.resolver"   # connection note holding the connection's Resolver
-TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}
-_TYPE_NAMES = {v: k for k, v in TYPES.items()}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 # Statuses that are answers; anything else (SERVFAIL, REFUSED, TIMEOUT...) is a temporary failure.
 # BADNAME: the name cannot be sent at all (an empty label, over 63 or 253 octets): it cannot exist.
 FINAL = frozenset(("NOERROR", "NXDOMAIN", "BADNAME"))
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_BUDGET = 30.0
-EDNS_PAYLOAD = 1232     # the DNS Flag Day 2020 size: no IP fragmentation
 RESOLV_CONF = "/etc/resolv.conf"
 
 
@@ -91,31 +89,7 @@ class Answer:
         return not self.temporary and not self.records
 
 
-# Names and addresses -------------------------------------------------------
-def encode_name(name: str) -> bytes | None:
-    """`name` in wire form, or None if it cannot be one (an empty or long label, over 253 octets, bad IDN)."""
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        return b"\0"
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-    out = bytearray()
-    for label in name.split("."):
-        raw = label.encode("ascii")
-        if not 0 < len(raw) < 64:
-            return None
-        out.append(len(raw))
-        out += raw
-    if len(out) > 254:  # 255 octets with the root label
-        return None
-    out.append(0)
-    return bytes(out)
-
-
+# Names for addresses -------------------------------------------------------
 def reverse_ip(ip: str) -> str:
     """`4.3.2.1` for 1.2.3.4; 32 reversed nibbles for an IPv6 address (RFC 5782 2.1, 2.4). "" if not an address."""
     packed = parse_ip(ip)
@@ -158,7 +132,8 @@ class Resolver:
         self.servers = servers or [("127.0.0.1", 53)]
         self.timeout = timeout
         self.budget = budget
-        self.spent = 0.0          # seconds spent waiting so far
+        self.spent = 0.0          # seconds spent on DNS so far: waiting, and reading replies
+        self.waited = 0.0         # of which blocked in select() for an answer a plugin asked for
         self.sent = 0             # queries sent (for the log and the tests)
         self.log = log or (lambda level, message: None)
         self._queries: dict[tuple[str, int], Query] = {}
@@ -229,11 +204,13 @@ class Resolver:
                 wait = max(0.0, min(min(q.deadline for q in self._pending) - now, self.budget_left))
             ready, _, _ = select.select([q.sock for q in self._pending if q.sock is not None], [], [], wait)
             if until is not None:
-                self.spent += time.monotonic() - now
+                self.waited += time.monotonic() - now
             for sock in ready:
                 query = next((q for q in self._pending if q.sock is sock), None)
                 if query is not None:
                     query.receive()
+            if until is not None or ready:
+                self.spent += time.monotonic() - now  # reading replies counts too: a hostile one costs CPU
             if until is None:
                 return
 
@@ -276,7 +253,7 @@ class Query:
         self._answer: Answer | None = None
 
     def __repr__(self) -> str:
-        return f"<Query {self.name} {_TYPE_NAMES.get(self.rdtype, self.rdtype)}>"
+        return f"<Query {self.name} {TYPE_NAMES.get(self.rdtype, self.rdtype)}>"
 
     def start(self) -> None:
         if self.wire_name is None:
@@ -309,10 +286,7 @@ class Query:
             self.deadline = 0.0  # the loop moves on to the next server
 
     def packet(self) -> bytes:
-        header = self.id.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01"  # RD; 1 question, 1 OPT
-        question = self.wire_name + self.rdtype.to_bytes(2, "big") + b"\x00\x01"
-        opt = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
-        return header + question + opt
+        return query_packet(self.id, self.wire_name, self.rdtype)
 
     def next_attempt(self, status: str = "TIMEOUT") -> None:
         self.attempt += 1
@@ -344,7 +318,7 @@ class Query:
         self.finish(status, records)
 
     def finish(self, status: str, records: list | None = None) -> None:
-        self._answer = Answer(self.name, _TYPE_NAMES.get(self.rdtype, str(self.rdtype)), status, records)
+        self._answer = Answer(self.name, TYPE_NAMES.get(self.rdtype, str(self.rdtype)), status, records)
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -391,160 +365,6 @@ def _seconds(config, name: str, default: float, log) -> float:
         if log:
             log(4, f"config {name}: not a positive number: {lines[0]!r}; using {default:g}")
     return default
-
-
-# The wire format (RFC 1035 4.1) ---------------------------------------------
-def parse_response(data: bytes, qid: int, wire_name: bytes, rdtype: int):
-    """(status, records, truncated) from a reply to (qid, name, type), or None if it is not one."""
-    try:
-        if len(data) < 12 or int.from_bytes(data[:2], "big") != qid or not data[2] & 0x80:
-            return None
-        truncated = bool(data[2] & 0x02)
-        status = RCODES.get(data[3] & 0x0F, f"RCODE{data[3] & 0x0F}")
-        qdcount, ancount = int.from_bytes(data[4:6], "big"), int.from_bytes(data[6:8], "big")
-        if qdcount != 1:
-            return None
-        end = 12 + len(wire_name)
-        if data[12:end].lower() != wire_name.lower() or data[end:end + 4] != rdtype.to_bytes(2, "big") + b"\x00\x01":
-            return None
-        offset = end + 4
-        answers = []
-        for _ in range(ancount):
-            owner, offset = read_name(data, offset)
-            rtype = int.from_bytes(data[offset:offset + 2], "big")
-            length = int.from_bytes(data[offset + 8:offset + 10], "big")
-            start = offset + 10
-            offset = start + length
-            if offset > len(data):
-                raise ValueError("record past the end")
-            answers.append((owner.lower(), rtype, start, length))
-        return status, _records(data, answers, wire_name, rdtype), truncated
-    except (ValueError, IndexError):
-        return None
-
-
-def _records(data: bytes, answers, wire_name: bytes, rdtype: int) -> list:
-    """The records of `rdtype` owned by the name asked, or by the CNAME chain that starts there."""
-    owners = {read_name(wire_name, 0)[0].lower()}
-    for _ in range(8):  # follow CNAMEs (answers may come in any order)
-        more = {read_name(data, start)[0].lower() for owner, rtype, start, _ in answers
-                if rtype == 5 and owner in owners}
-        if more <= owners:
-            break
-        owners |= more
-    records = []
-    for owner, rtype, start, length in answers:
-        if rtype != rdtype or owner not in owners:
-            continue
-        rdata = data[start:start + length]
-        if rtype == 1 and length == 4:
-            records.append(_socket.inet_ntop(_socket.AF_INET, rdata))
-        elif rtype == 28 and length == 16:
-            records.append(_socket.inet_ntop(_socket.AF_INET6, rdata))
-        elif rtype in (2, 5, 12):
-            records.append(read_name(data, start)[0])
-        elif rtype == 15:
-            records.append((int.from_bytes(rdata[:2], "big"), read_name(data, start + 2)[0]))
-        elif rtype == 16:
-            parts, i = [], 0
-            while i < length:
-                parts.append(rdata[i + 1:i + 1 + rdata[i]])
-                i += 1 + rdata[i]
-            records.append(b"".join(parts).decode("latin-1"))
-        elif rtype not in (1, 28):
-            records.append(rdata)
-    return records
-
-
-def read_name(data: bytes, offset: int) -> tuple[str, int]:
-    """(name without the final dot, offset after it), following compression pointers."""
-    labels, end, hops = [], None, 0
-    while True:
-        length = data[offset]
-        if length >= 0xC0:
-            hops += 1
-            if hops > 64:
-                raise ValueError("compression loop")
-            if end is None:
-                end = offset + 2
-            offset = ((length & 0x3F) << 8) | data[offset + 1]
-        elif length == 0:
-            return ".".join(labels), end if end is not None else offset + 1
-        elif length >= 64:
-            raise ValueError("bad label")
-        else:
-            labels.append(data[offset + 1:offset + 1 + length].decode("latin-1"))
-            offset += 1 + length
-
-
-# DNS lists (RFC 5782): blocklists keyed by an address or a domain -----------------
-class DNSList:
-    """One line of dnsbl_zones / rhsbl_zones: `zone[=CODES] [message]` or `zone[=CODES]:message`.
-
-    CODES, comma-separated, are the A answers that mean "listed" (`127.0.0.2`,
-    `127.0.0.4-7`); without them any answer in 127.0.0.0/8 does, except
-    127.255.255.0/24, where lists such as Spamhaus put their error codes. In
-    the message, %IP% is the client's address and %ZONE% the zone; without
-    one, the list's TXT record is the reason.
-    """
-
-    def __init__(self, line: str) -> None:
-        head = line.split(None, 1)
-        if ":" in head[0]:
-            zone, _, message = line.partition(":")
-        else:
-            zone, message = head[0], (head[1] if len(head) > 1 else "")
-        zone, _, codes = zone.strip().partition("=")
-        self.zone = zone.strip(".").lower()
-        self.message = message.strip()
-        self.codes = [c.strip() for c in codes.split(",") if c.strip()]
-
-    def lookup(self, resolver: Resolver, key: str) -> Listing:
-        name = f"{key}.{self.zone}"
-        return Listing(self, resolver.query(name, "A"), None if self.message else resolver.query(name, "TXT"))
-
-    def listed_by(self, address: str) -> bool:
-        if self.codes:
-            return any(_code_matches(code, address) for code in self.codes)
-        return address.startswith("127.") and not address.startswith("127.255.255.")
-
-
-class Listing:
-    """A DNS list lookup in flight. `.result()`: True (listed), False (not), None (the list did not answer)."""
-
-    def __init__(self, dnslist: DNSList, a: Query, txt: Query | None) -> None:
-        self.list = dnslist
-        self.a = a
-        self.txt = txt
-
-    @property
-    def zone(self) -> str:
-        return self.list.zone
-
-    def result(self) -> bool | None:
-        answer = self.a.answer()
-        if answer.temporary:
-            return None
-        return any(self.list.listed_by(address) for address in answer.records)
-
-    def reason(self, ip: str = "") -> str:
-        """The text for the client: the configured message, else the list's TXT record, else a default."""
-        if self.list.message:
-            text = self.list.message.replace("%IP%", ip).replace("%ZONE%", self.zone)
-        else:
-            texts = self.txt.answer().records if self.txt is not None else []
-            text = "; ".join(texts) or f"Blocked by {self.zone}"
-        return printable(text)
-
-
-def _code_matches(code: str, address: str) -> bool:
-    if "-" in code:
-        base, _, high = code.rpartition("-")
-        prefix, _, low = base.rpartition(".")
-        last = address.rpartition(".")
-        return (last[0] == prefix and low.isdigit() and high.isdigit() and last[2].isdigit()
-                and int(low) <= int(last[2]) <= int(high))
-    return address == code
 
 
 def printable(text: str, limit: int = 300) -> str:

@@ -12,14 +12,13 @@ ip6 exists, redirect exp, unknown modifiers checked for syntax), with macros
 void lookups), and the whole record checked for syntax before evaluation
 (4.6). The null sender is checked as postmaster@HELO (2.4).
 
-The plugin hooks at the end are shared by plugins/sender_permitted_from.py
-and plugins/spf.py; their docstring is the plugin's documentation.
+The plugin is plugins/sender_permitted_from.py (also loaded as `spf`).
 """
 
 from __future__ import annotations
 
 from . import dns
-from .authresults import add_auth_result
+from .dnswire import encode_name
 from .netlist import in_network, ip_text, parse_ip
 
 MECHANISMS = ("all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists")
@@ -99,9 +98,9 @@ class _Check:
     # DNS --------------------------------------------------------------
     def ask(self, questions) -> list:
         """Answers to [(name, type)]; a name DNS cannot carry answers BADNAME without a query."""
-        sendable = [(n, t) for n, t in questions if dns.encode_name(n) is not None]
+        sendable = [(n, t) for n, t in questions if encode_name(n) is not None]
         answers = iter(self.lookup(sendable) if sendable else ())
-        return [next(answers) if dns.encode_name(n) is not None else dns.Answer(n, t, "BADNAME")
+        return [next(answers) if encode_name(n) is not None else dns.Answer(n, t, "BADNAME")
                 for n, t in questions]
 
     def count(self) -> None:
@@ -410,7 +409,7 @@ def valid_domain(domain: str) -> bool:
     """A multi-label domain name DNS can carry (4.3): else check_host() is "none"."""
     if not domain or domain.startswith("[") or "." not in domain.rstrip("."):
         return False
-    return dns.encode_name(domain) is not None
+    return encode_name(domain) is not None
 
 
 # The Received-SPF field (9.1) ------------------------------------------------------
@@ -435,83 +434,13 @@ def received_spf(result: Result, ip: str, sender: str, helo: str, receiver: str,
         pairs.append(("mechanism", result.mechanism))
     if result.why:
         pairs.append(("problem", result.why))
-    lines += [f"{key}={_quoted(value)};" for key, value in pairs]
+    lines += [f"{key}={quoted(value)};" for key, value in pairs]
     return lines
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """A Received-SPF / Authentication-Results value: a token as it is, else a quoted string."""
     value = dns.printable(value, 255)
     if value and all(c.isalnum() or c in "!#$%&'*+-/=?^_`{|}~." for c in value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-# The plugin (plugins/sender_permitted_from.py and plugins/spf.py) ----------------------
-def register(plugin, *args):
-    from .constants import LOGWARN
-
-    opts = plugin.options({})
-    reject = opts.get("reject")
-    if reject is None and opts.get("spf_deny") in ("1", "2"):
-        reject = {"1": "3", "2": "4"}[opts["spf_deny"]]
-    if reject is None:
-        reject = (plugin.config("spfbehavior") or ["1"])[0]
-    if not (reject.isdigit() and 0 <= int(reject) <= 6):
-        plugin.log(LOGWARN, f"reject {reject!r} is not 0..6; using 1 (annotate only)")
-        reject = "1"
-    plugin.reject = int(reject)
-
-
-def hook_mail(plugin, txn, sender, params):
-    from .constants import DECLINED, DENY, DENYSOFT, LOGINFO
-
-    conn = plugin.connection
-    scope = "mailfrom" if sender.host else "helo"
-    if conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost"):
-        txn.notes["dmarc_spf"] = {"domain": sender.host, "scope": scope, "result": "pass"}
-        plugin.log(LOGINFO, "skip, relay client")
-        return DECLINED
-    helo = conn.hello_host
-    address = f"{sender.user}@{sender.host}" if sender.host else ""
-    if not address and not helo or parse_ip(conn.remote_ip) is None:
-        return DECLINED
-    me = (plugin.config("me") or ["unknown"])[0]
-    result = check_host(conn.remote_ip, address, helo, resolver_lookup(dns.resolver(plugin)), receiver=me)
-    txn.notes["spfquery"] = result
-    txn.notes["spf_identity"] = (scope, address, helo)
-    txn.notes["dmarc_spf"] = {"domain": result.domain, "scope": scope, "result": result.result}
-    key = "smtp.mailfrom" if scope == "mailfrom" else "smtp.helo"
-    add_auth_result(txn.notes, f"spf={result.result} {key}={_quoted(result.domain)}")
-    code = result.result
-    why = dns.printable(result.explanation or result.why or f"{code} for {result.domain}")
-    plugin.log(LOGINFO, f"{code}, {result.domain}: {result.mechanism or why}")
-    if code == "pass":
-        txn.notes["spf_pass_host"] = result.domain.lower()
-        return DECLINED
-    level = plugin.reject
-    deny = {  # qpsmtpd's levels: result -> (lowest level that refuses 4xx, lowest that refuses 5xx)
-        "fail": (2, 3, "forgery"), "softfail": (3, 4, "fail"), "neutral": (5, 5, "neutral"),
-        "none": (6, 6, "none"), "permerror": (4, 6, "permerror"), "temperror": (2, 7, "temperror"),
-    }[code]
-    enhanced = "7.24" if code.endswith("error") else "7.23"
-    if level >= deny[1]:
-        return DENY, f"5.{enhanced} SPF - {deny[2]}: {why}"
-    if level >= deny[0]:
-        return DENYSOFT, f"4.{enhanced} SPF - {deny[2]}: {why}"
-    return DECLINED
-
-
-def hook_data_post(plugin, txn):
-    from .constants import DECLINED
-
-    result = txn.notes.get("spfquery")
-    if result is not None:
-        scope, address, helo = txn.notes["spf_identity"]
-        me = (plugin.config("me") or ["unknown"])[0]
-        lines = received_spf(result, plugin.connection.remote_ip, address, helo, me, scope)
-        txn.header.add_folded("Received-SPF", lines, prepend=True)
-    return DECLINED
-
-
-def hook_disconnect(plugin, txn):
-    dns.close(plugin)

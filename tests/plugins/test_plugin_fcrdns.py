@@ -89,4 +89,4 @@ def test_nothing_waits_before_rcpt(smtp):
     """The PTR query goes out at connect, but a session that never gets to RCPT never waits for it."""
     r = smtp.run("EHLO c.example", "MAIL FROM:<a@example.org>", "QUIT", remote_ip="192.0.2.20")
     resolver = r.connection.notes[dns.NOTE]
-    assert resolver.sent >= 1 and resolver.spent == 0 and "fcrdns" not in r.connection.notes
+    assert resolver.sent >= 1 and resolver.waited == 0 and "fcrdns" not in r.connection.notes

@@ -1,12 +1,8 @@
-"""qpsmtpd_stdio/dns.py: the wire format checked against dnspython, and the resolver against a real dnsmasq."""
+"""qpsmtpd_stdio/dns.py: reverse names checked against dnspython, and the resolver against a real dnsmasq."""
 
 import time
 
-import dns.message
-import dns.name
-import dns.rdatatype
 import dns.reversename
-import dns.rrset
 import pytest
 from dnsserver import dns_server, free_port
 
@@ -32,76 +28,11 @@ def resolver(server, timeout=1.0, budget=10.0, servers=None):
     return qdns.Resolver(servers or [("127.0.0.1", server.port)], timeout=timeout, budget=budget)
 
 
-# The wire format, against dnspython ---------------------------------------------
-def test_query_packet_is_what_dnspython_reads():
-    r = qdns.Resolver([("127.0.0.1", 9)])
-    query = qdns.Query(r, "Mail.Example.test", qdns.TYPES["MX"])
-    query.id = 4242
-    message = dns.message.from_wire(query.packet())
-    assert message.id == 4242
-    assert message.question[0].name == dns.name.from_text("Mail.Example.test")
-    assert message.question[0].rdtype == dns.rdatatype.MX
-    assert message.flags & 0x0100  # RD
-    assert message.edns == 0 and message.payload == qdns.EDNS_PAYLOAD
-
-
-def reply_to(name, rdtype, answers, qid=7, rcode=0):
-    query = dns.message.make_query(name, rdtype)
-    query.id = qid
-    response = dns.message.make_response(query)
-    response.set_rcode(rcode)
-    for text in answers:
-        owner, rdtype, rdata = text.split(" ", 2)
-        response.answer.append(dns.rrset.from_text(owner, 300, "IN", rdtype, rdata))
-    return response.to_wire()  # dnspython compresses names
-
-
-@pytest.mark.parametrize("rdtype, answers, expected", [
-    ("A", ["a.test. A 192.0.2.1", "a.test. A 192.0.2.2"], ["192.0.2.1", "192.0.2.2"]),
-    ("AAAA", ["a.test. AAAA 2001:db8::1"], ["2001:db8::1"]),
-    ("MX", ["a.test. MX 10 mx.a.test.", "a.test. MX 0 ."], [(10, "mx.a.test"), (0, "")]),
-    ("TXT", ['a.test. TXT "v=spf1" " -all"'], ["v=spf1 -all"]),
-    ("PTR", ["a.test. PTR host.Example.test."], ["host.Example.test"]),
-    ("A", ["a.test. CNAME b.test.", "b.test. CNAME c.test.", "c.test. A 192.0.2.3", "other.test. A 192.0.2.4"],
-     ["192.0.2.3"]),
-])
-def test_reply_parsed_as_dnspython_wrote_it(rdtype, answers, expected):
-    wire = reply_to("a.test", rdtype, answers)
-    status, records, truncated = qdns.parse_response(wire, 7, qdns.encode_name("A.TEST"), qdns.TYPES[rdtype])
-    assert (status, records, truncated) == ("NOERROR", expected, False)
-
-
-def test_reply_to_another_question_is_ignored():
-    wire = reply_to("a.test", "A", ["a.test. A 192.0.2.1"])
-    assert qdns.parse_response(wire, 8, qdns.encode_name("a.test"), 1) is None       # wrong ID
-    assert qdns.parse_response(wire, 7, qdns.encode_name("b.test"), 1) is None       # wrong name
-    assert qdns.parse_response(wire, 7, qdns.encode_name("a.test"), 16) is None      # wrong type
-    assert qdns.parse_response(wire[:20], 7, qdns.encode_name("a.test"), 1) is None  # cut short
-    assert qdns.parse_response(reply_to("a.test", "A", [], rcode=3), 7, qdns.encode_name("a.test"), 1)[0] == "NXDOMAIN"
-
-
-def test_compression_loop_is_refused():
-    wire = bytearray(reply_to("a.test", "A", []))
-    wire[7] = 1  # one answer, whose owner name points at itself
-    wire += b"\xc0" + bytes([len(wire)]) + b"\x00\x01\x00\x01\x00\x00\x00\x00\x00\x04\xc0\x00\x02\x01"
-    assert qdns.parse_response(bytes(wire), 7, qdns.encode_name("a.test"), 1) is None
-
-
 @pytest.mark.parametrize("ip", ["192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"])
 def test_reverse_names_match_dnspython(ip):
     expected = dns.reversename.from_address(ip.replace("::ffff:", "")).to_text(omit_final_dot=True)
     assert qdns.ptr_name(ip) == expected
     assert qdns.reverse_ip(ip) + (".in-addr.arpa" if "." in ip else ".ip6.arpa") == expected
-
-
-@pytest.mark.parametrize("name", ["a..b", "a" * 64 + ".test", ".".join(["a" * 63] * 4) + ".test",
-                                  "a.b\u00e9\u0301" * 40])
-def test_names_dns_cannot_carry(name):
-    assert qdns.encode_name(name) is None
-
-
-def test_idn_name_is_sent_as_punycode():
-    assert qdns.encode_name("b\u00fccher.test") == b"\x0dxn--bcher-kva\x04test\x00"
 
 
 # The resolver, against dnsmasq ----------------------------------------------------------
@@ -149,7 +80,7 @@ def test_same_question_is_sent_once(server):
 def test_done_never_waits(server):
     r = resolver(server, timeout=5)
     query = r.query("x.dead.test", "A")
-    assert query.done() is False and r.spent == 0
+    assert query.done() is False and r.waited == 0
 
 
 def test_dead_server_first_then_live_one(server):
@@ -179,22 +110,3 @@ def test_config_files(tmp_path):
     resolv.write_text("search example.test\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver ::1\n")
     assert qdns.system_servers(str(resolv)) == [("192.0.2.1", 53), ("::1", 53)]
     assert qdns.system_servers(str(tmp_path / "missing")) == [("127.0.0.1", 53)]
-
-
-@pytest.mark.parametrize("line, answer, listed", [
-    ("bl.test", "127.0.0.2", True),
-    ("bl.test", "127.255.255.254", False),   # Spamhaus: "query refused", not a listing
-    ("bl.test", "192.0.2.1", False),          # a wildcard or hijacked answer
-    ("bl.test=127.0.0.4-7,127.0.0.10", "127.0.0.5", True),
-    ("bl.test=127.0.0.4-7,127.0.0.10", "127.0.0.10", True),
-    ("bl.test=127.0.0.4-7,127.0.0.10", "127.0.0.2", False),
-])
-def test_dns_list_answers(line, answer, listed):
-    assert qdns.DNSList(line).listed_by(answer) is listed
-
-
-def test_dns_list_line_forms():
-    colon = qdns.DNSList("bl.test:Listed, see http://bl.test/?ip=%IP%")
-    space = qdns.DNSList("bl.test=127.0.0.2 Listed at %ZONE%")
-    assert (colon.zone, colon.message) == ("bl.test", "Listed, see http://bl.test/?ip=%IP%")
-    assert (space.zone, space.codes, space.message) == ("bl.test", ["127.0.0.2"], "Listed at %ZONE%")
