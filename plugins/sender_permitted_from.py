@@ -35,4 +35,70 @@ Example config/plugins line:
     sender_permitted_from reject 3
 """
 
-from qpsmtpd_stdio.spf import hook_data_post, hook_disconnect, hook_mail, register  # noqa: F401
+from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.authresults import add_auth_result
+from qpsmtpd_stdio.spf import check_host, quoted, received_spf, resolver_lookup
+
+# result -> (lowest `reject` level that refuses with 4xx, lowest that refuses with 5xx, word in the reply)
+LEVELS = {"fail": (2, 3, "forgery"), "softfail": (3, 4, "fail"), "neutral": (5, 5, "neutral"),
+          "none": (6, 6, "none"), "permerror": (4, 6, "permerror"), "temperror": (2, 7, "temperror")}
+
+
+def register(plugin, *args):
+    opts = plugin.options({})
+    reject = opts.get("reject")
+    if reject is None and opts.get("spf_deny") in ("1", "2"):
+        reject = {"1": "3", "2": "4"}[opts["spf_deny"]]
+    if reject is None:
+        reject = (plugin.config("spfbehavior") or ["1"])[0]
+    if not (reject.isdigit() and 0 <= int(reject) <= 6):
+        plugin.log(LOGWARN, f"reject {reject!r} is not 0..6; using 1 (annotate only)")
+        reject = "1"
+    plugin.reject = int(reject)
+
+
+def hook_mail(plugin, txn, sender, params):
+    conn = plugin.connection
+    scope = "mailfrom" if sender.host else "helo"
+    if conn.relay_client or conn.auth_user or conn.notes.get("whitelisthost"):
+        txn.notes["dmarc_spf"] = {"domain": sender.host, "scope": scope, "result": "pass"}
+        plugin.log(LOGINFO, "skip, relay client")
+        return DECLINED
+    helo = conn.hello_host
+    address = f"{sender.user}@{sender.host}" if sender.host else ""
+    if not address and not helo or not conn.remote_ip:
+        return DECLINED
+    me = (plugin.config("me") or ["unknown"])[0]
+    result = check_host(conn.remote_ip, address, helo, resolver_lookup(dns.resolver(plugin)), receiver=me)
+    txn.notes["spfquery"] = result
+    txn.notes["spf_identity"] = (scope, address, helo)
+    txn.notes["dmarc_spf"] = {"domain": result.domain, "scope": scope, "result": result.result}
+    key = "smtp.mailfrom" if scope == "mailfrom" else "smtp.helo"
+    add_auth_result(txn.notes, f"spf={result.result} {key}={quoted(result.domain)}")
+    code = result.result
+    why = dns.printable(result.explanation or result.why or f"{code} for {result.domain}")
+    plugin.log(LOGINFO, f"{code}, {result.domain}: {result.mechanism or why}")
+    if code == "pass":
+        txn.notes["spf_pass_host"] = result.domain.lower()
+        return DECLINED
+    level, deny = plugin.reject, LEVELS[code]
+    enhanced = "7.24" if code.endswith("error") else "7.23"
+    if level >= deny[1]:
+        return DENY, f"5.{enhanced} SPF - {deny[2]}: {why}"
+    if level >= deny[0]:
+        return DENYSOFT, f"4.{enhanced} SPF - {deny[2]}: {why}"
+    return DECLINED
+
+
+def hook_data_post(plugin, txn):
+    result = txn.notes.get("spfquery")
+    if result is not None:
+        scope, address, helo = txn.notes["spf_identity"]
+        me = (plugin.config("me") or ["unknown"])[0]
+        lines = received_spf(result, plugin.connection.remote_ip, address, helo, me, scope)
+        txn.header.add_folded("Received-SPF", lines, prepend=True)
+    return DECLINED
+
+
+def hook_disconnect(plugin, txn):
+    dns.close(plugin)

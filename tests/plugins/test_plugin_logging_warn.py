@@ -14,7 +14,7 @@ def test_lines_at_or_below_level_to_stderr(smtp):
     lines = r.log.splitlines()
     assert any(" (queue) queue/maildir: delivered " in line for line in lines)
     assert any(" session from unknown[192.0.2.10]:40000" in line for line in lines)
-    assert not any("<- b'" in line for line in lines)  # LOGDEBUG
+    assert not any("<- '" in line for line in lines)  # LOGDEBUG
     assert all(line.split(" ", 1)[0].isdigit() for line in lines)
 
 
