@@ -66,10 +66,9 @@ def envelope(txn):
 
 
 def hook_queue(plugin, txn):
-    import os
-    import subprocess
-    import tempfile
     import time
+
+    from qpsmtpd_stdio.program import run
 
     if not txn.recipients:
         return DECLINED
@@ -78,49 +77,26 @@ def hook_queue(plugin, txn):
     except ValueError as exc:
         plugin.log(LOGERROR, f"refusing to queue {txn.id}: {exc}")
         return DENYSOFT, "Unable to queue message (bad envelope)"
-    env_r, env_w = os.pipe()
-    with tempfile.TemporaryFile() as errors:
-        try:
-            proc = subprocess.Popen([plugin.path], stdin=subprocess.PIPE, stdout=env_r, stderr=errors)
-        except OSError as exc:
-            os.close(env_w)
-            plugin.log(LOGERROR, f"cannot run {plugin.path}: {exc.strerror or exc}")
-            return DECLINED
-        finally:
-            os.close(env_r)
-        complete, status = False, None
-        try:
-            try:
-                with proc.stdin as message, open(env_w, "wb") as out:
-                    for chunk in txn.message_chunks(eol=b"\n", chunk_size=1 << 18):
-                        message.write(chunk)
-                    message.close()  # all of the message before any of the envelope
-                    out.write(env)
-                complete = True
-            except OSError as exc:  # it exited early (EPIPE): its status says why
-                plugin.log(LOGWARN, f"{plugin.path} did not read the whole message and envelope: {exc.strerror or exc}")
-            status = proc.wait(timeout=plugin.timeout)
-        except subprocess.TimeoutExpired:
-            plugin.log(LOGERROR, f"{plugin.path} still running after {plugin.timeout:g}s; killed")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        errors.seek(0)
-        said = errors.read(2000).decode("utf-8", "replace").strip()
-    if said:
-        plugin.log(LOGWARN if status else LOGINFO, f"{plugin.path} said: {said}")
-    if status == 0 and complete:
+    try:
+        done = run([plugin.path], txn.message_chunks(eol=b"\n", chunk_size=1 << 18), plugin.timeout, envelope=env)
+    except OSError as exc:
+        plugin.log(LOGERROR, f"cannot run {plugin.path}: {exc.strerror or exc}")
+        return DECLINED
+    if done.write_error:
+        plugin.log(LOGWARN, f"{plugin.path} did not read the whole message and envelope: {done.write_error}")
+    if done.status is None:
+        plugin.log(LOGERROR, f"{plugin.path} still running after {plugin.timeout:g}s; killed")
+    if done.said:
+        plugin.log(LOGWARN if done.status else LOGINFO, f"{plugin.path} said: {done.said}")
+    if done.ok:
         msg_id = (txn.header.get("Message-Id") or "").split("\n")[0].strip()
         msg_id = msg_id if msg_id.startswith("<") and msg_id.endswith(">") else f"<{msg_id}>"
-        plugin.log(LOGINFO, f"queued {txn.id} via {plugin.path} (pid {proc.pid})")
-        return OK, f"Queued! {int(time.time())} qp {proc.pid} {msg_id}"
-    if status is not None and 11 <= status <= 40:
-        text = _EXIT.get(status, "5.3.0 qq permanent problem")
-        plugin.log(LOGINFO, f"{plugin.path} refused {txn.id}: exit {status}: {text}")
+        plugin.log(LOGINFO, f"queued {txn.id} via {plugin.path} (pid {done.pid})")
+        return OK, f"Queued! {int(time.time())} qp {done.pid} {msg_id}"
+    if done.status is not None and 11 <= done.status <= 40:
+        text = _EXIT.get(done.status, "5.3.0 qq permanent problem")
+        plugin.log(LOGINFO, f"{plugin.path} refused {txn.id}: exit {done.status}: {text}")
         return DENY, text if text[:1] == "5" else f"5.3.0 {text}"
-    text = ("timed out" if status is None else "exited 0 without reading everything" if status == 0
-            else f"killed by signal {-status}" if status < 0
-            else f"exit {status}: {_EXIT.get(status, 'temporary problem')}")
+    text = done.describe() + (f": {_EXIT.get(done.status, 'temporary problem')}" if (done.status or 0) > 0 else "")
     plugin.log(LOGWARN, f"{plugin.path} failed for {txn.id}: {text}")
     return DECLINED

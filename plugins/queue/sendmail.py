@@ -49,8 +49,7 @@ def register(plugin, *args):
 
 
 def hook_queue(plugin, txn):
-    import subprocess
-    import tempfile
+    from qpsmtpd_stdio.program import run
 
     if not txn.recipients:
         return DECLINED
@@ -61,39 +60,22 @@ def hook_queue(plugin, txn):
         plugin.log(LOGERROR, f"refusing to queue {txn.id}: control octet in envelope address {bad[0]!r}")
         return DENYSOFT, "Unable to queue message (bad envelope)"
     argv = plugin.command + ["-i", "-f", sender, "--"] + rcpts
-    with tempfile.TemporaryFile() as output:
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=output, stderr=output)
-        except OSError as exc:
-            plugin.log(LOGERROR, f"cannot run {argv[0]}: {exc.strerror or exc}")
-            return DECLINED
-        complete, status = False, None
-        try:
-            try:
-                with proc.stdin as message:
-                    for chunk in txn.message_chunks(eol=b"\n", chunk_size=1 << 18):
-                        message.write(chunk)
-                complete = True
-            except OSError as exc:
-                plugin.log(LOGWARN, f"{argv[0]} did not read the whole message: {exc.strerror or exc}")
-            status = proc.wait(timeout=plugin.timeout)
-        except subprocess.TimeoutExpired:
-            plugin.log(LOGERROR, f"{argv[0]} still running after {plugin.timeout:g}s; killed")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        output.seek(0)
-        said = output.read(2000).decode("utf-8", "replace").strip()
-    if said:
-        plugin.log(LOGWARN if status else LOGINFO, f"{argv[0]} said: {said}")
-    if status == 0 and complete:
+    try:
+        done = run(argv, txn.message_chunks(eol=b"\n", chunk_size=1 << 18), plugin.timeout)
+    except OSError as exc:
+        plugin.log(LOGERROR, f"cannot run {argv[0]}: {exc.strerror or exc}")
+        return DECLINED
+    if done.write_error:
+        plugin.log(LOGWARN, f"{argv[0]} did not read the whole message: {done.write_error}")
+    if done.status is None:
+        plugin.log(LOGERROR, f"{argv[0]} still running after {plugin.timeout:g}s; killed")
+    if done.said:
+        plugin.log(LOGWARN if done.status else LOGINFO, f"{argv[0]} said: {done.said}")
+    if done.ok:
         plugin.log(LOGINFO, f"queued {txn.id} via {argv[0]} for {len(rcpts)} recipient(s)")
         return OK, "Queued by sendmail"
-    if status in _PERMANENT:
-        plugin.log(LOGINFO, f"{argv[0]} refused {txn.id}: exit {status}")
-        return DENY, _PERMANENT[status]
-    plugin.log(LOGWARN, f"{argv[0]} failed for {txn.id}: " + (
-        "timed out" if status is None else "exited 0 without reading the whole message" if status == 0
-        else f"killed by signal {-status}" if status < 0 else f"exit {status}"))
+    if done.status in _PERMANENT:
+        plugin.log(LOGINFO, f"{argv[0]} refused {txn.id}: exit {done.status}")
+        return DENY, _PERMANENT[done.status]
+    plugin.log(LOGWARN, f"{argv[0]} failed for {txn.id}: {done.describe()}")
     return DECLINED
