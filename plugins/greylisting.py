@@ -121,25 +121,16 @@ def greylist(plugin, txn, sender, rcpt=None):
     from qpsmtpd_stdio import store
 
     if plugin.db is None:
-        plugin.db = store.open_store(plugin, plugin.db_dir, ("greylist", "greylist_ts"), plugin.store_url)
+        plugin.db = store.open_store(plugin, plugin.db_dir, ("greylist",), plugin.store_url)
         if plugin.db is None:
             return False
     now, t = time.time(), plugin.timeouts
-    try:
-        if plugin.db.kind == "redis":
-            def change(row):
-                new, verdict, why = decide(row, now, t)
-                ts, _, white = new
-                return new, ts + (t["white_timeout"] if white else t["grey_timeout"]), (verdict, why)
+    def change(row):
+        new, verdict, why = decide(row, now, t)
+        return new, new[0] + (t["white_timeout"] if new[2] else t["grey_timeout"]), (verdict, why)
 
-            verdict, why = plugin.db.update("greylist", key, ("ts", "black", "white"), change)
-        else:
-            with plugin.db.write() as cursor:
-                row = cursor.execute("SELECT ts, black, white FROM greylist WHERE key = ?", (key,)).fetchone()
-                new, verdict, why = decide(row, now, t)
-                cursor.execute("INSERT OR REPLACE INTO greylist (key, ts, black, white) VALUES (?, ?, ?, ?)",
-                               (key, *new))
-                cursor.execute("DELETE FROM greylist WHERE ts < ?", (now - max(t.values()),))
+    try:
+        verdict, why = plugin.db.update("greylist", key, ("ts", "black", "white"), change)
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, accepting: {exc}")
         return False

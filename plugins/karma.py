@@ -65,7 +65,7 @@ def adjust(plugin, value):
 def open_db(plugin):
     from qpsmtpd_stdio import store
 
-    return store.open_store(plugin, plugin.opts.get("db_dir"), ("karma", "karma_last"), plugin.opts.get("store"))
+    return store.open_store(plugin, plugin.opts.get("db_dir"), ("karma",), plugin.opts.get("store"))
 
 
 FIELDS = ("penalty_start", "naughty", "nice", "connects", "last")
@@ -73,7 +73,7 @@ YEAR = 365 * 86400
 
 
 def expire_at(start, now):
-    """When a Redis record lapses (SQLite: records older than a year, out of the penalty box, are deleted)."""
+    """When a record lapses: a year after the last connection, and never inside the penalty box."""
     return max(now + YEAR, start)
 
 
@@ -90,15 +90,11 @@ def hook_connect(plugin, txn):
         return DECLINED
     ip, now = plugin.connection.remote_ip, time.time()
     try:
-        if db.kind == "redis":
-            row = db.get("karma", ip, FIELDS)
-            rows = [tuple(int(v) if i else v for i, v in enumerate(row[:4]))] if row else []
-        else:
-            rows = db.read("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?", (ip,))
-        if not rows:
+        row = db.get("karma", ip, FIELDS)
+        if row is None:
             plugin.log(LOGINFO, "pass, no record")
             return DECLINED
-        start, naughty, nice, connects = rows[0]
+        start, naughty, nice, connects = row[0], int(row[1]), int(row[2]), int(row[3])
         notes["karma_history"] = history = nice - naughty
         if history > 10:
             adjust(plugin, 1)
@@ -107,16 +103,13 @@ def hook_connect(plugin, txn):
         if not start or days_old >= plugin.penalty_days:
             plugin.log(LOGINFO, f"pass, {'penalty expired' if start else 'no penalty'} ({summary})")
             return DECLINED
-        if db.kind == "redis":
-            def count(row):
-                if row is None:
-                    return None, 0, None
-                return (row[0], int(row[1]), int(row[2]), int(row[3]) + 1, now), expire_at(row[0], now), None
 
-            db.update("karma", ip, FIELDS, count)
-        else:
-            with db.write() as cursor:
-                cursor.execute("UPDATE karma SET connects = connects + 1, last = ? WHERE ip = ?", (now, ip))
+        def count(row):
+            if row is None:
+                return None, 0, None
+            return (row[0], int(row[1]), int(row[2]), int(row[3]) + 1, now), expire_at(row[0], now), None
+
+        db.update("karma", ip, FIELDS, count)
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, not judged: {exc}")
         return DECLINED
@@ -167,21 +160,12 @@ def hook_disconnect(plugin, txn):
     if db is None:
         return DECLINED
     ip, now = plugin.connection.remote_ip, time.time()
-    try:
-        if db.kind == "redis":
-            def change(row):
-                new, result = judge(plugin, row, bad, karma, now)
-                return new, expire_at(new[0], now), result
+    def change(row):
+        new, result = judge(plugin, row, bad, karma, now)
+        return new, expire_at(new[0], now), result
 
-            naughty, nice, penalized = db.update("karma", ip, FIELDS, change)
-        else:
-            with db.write() as cursor:
-                row = cursor.execute("SELECT penalty_start, naughty, nice, connects FROM karma WHERE ip = ?",
-                                     (ip,)).fetchone()
-                new, (naughty, nice, penalized) = judge(plugin, row, bad, karma, now)
-                cursor.execute("INSERT OR REPLACE INTO karma (ip, penalty_start, naughty, nice, connects, last)"
-                               " VALUES (?, ?, ?, ?, ?, ?)", (ip, *new))
-                cursor.execute("DELETE FROM karma WHERE last < ? AND penalty_start < ?", (now - YEAR, now))
+    try:
+        naughty, nice, penalized = db.update("karma", ip, FIELDS, change)
     except store.StoreError as exc:
         plugin.log(LOGERROR, f"store error, not recorded: {exc}")
         return DECLINED

@@ -2,9 +2,13 @@
 
     from qpsmtpd_stdio import store
 
-    db = store.open_store(plugin, db_dir)          # None (logged) if it cannot be opened
-    with db.write() as cursor:                     # BEGIN IMMEDIATE ... COMMIT
-        cursor.execute("SELECT ...")
+    db = store.open_store(plugin, db_dir, ("karma",))  # None (logged) if it cannot be opened
+    row = db.get("karma", ip, FIELDS)                  # a tuple of floats, or None
+    result = db.update("karma", ip, FIELDS, change)    # change(row) -> (new row, expires at, result)
+
+Both backends, SQLite and Redis, answer these two calls the same way, so a
+plugin never asks which one it has. A record lapses at the Unix time its
+last update() gave.
 
 Every connection is its own process, so many may open the file at once. The
 database runs in WAL mode (readers never block the one writer), and every
@@ -38,14 +42,14 @@ BUSY_TIMEOUT = 5.0  # seconds a process waits for another's write before giving 
 REDIS_TIMEOUT = 2.0  # seconds for a Redis connect or reply
 REDIS_PREFIX = "qpsmtpd:"
 
+# table -> (its key column, CREATE TABLE). `expires` is when a row lapses (NULL in rows written before it
+# existed: they stay until next updated).
 SCHEMA = {
-    "greylist": "CREATE TABLE IF NOT EXISTS greylist (key TEXT PRIMARY KEY, ts REAL NOT NULL,"
-                " black INTEGER NOT NULL DEFAULT 0, white INTEGER NOT NULL DEFAULT 0)",
-    "greylist_ts": "CREATE INDEX IF NOT EXISTS greylist_ts ON greylist (ts)",
-    "karma": "CREATE TABLE IF NOT EXISTS karma (ip TEXT PRIMARY KEY, penalty_start REAL NOT NULL DEFAULT 0,"
-             " naughty INTEGER NOT NULL DEFAULT 0, nice INTEGER NOT NULL DEFAULT 0,"
-             " connects INTEGER NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0)",
-    "karma_last": "CREATE INDEX IF NOT EXISTS karma_last ON karma (last)",
+    "greylist": ("key", "CREATE TABLE IF NOT EXISTS greylist (key TEXT PRIMARY KEY, ts REAL NOT NULL,"
+                        " black INTEGER NOT NULL DEFAULT 0, white INTEGER NOT NULL DEFAULT 0, expires REAL)"),
+    "karma": ("ip", "CREATE TABLE IF NOT EXISTS karma (ip TEXT PRIMARY KEY, penalty_start REAL NOT NULL DEFAULT 0,"
+                    " naughty INTEGER NOT NULL DEFAULT 0, nice INTEGER NOT NULL DEFAULT 0,"
+                    " connects INTEGER NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0, expires REAL)"),
 }
 
 
@@ -98,7 +102,7 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
 
 
 class Store:
-    kind = "sqlite"
+    """The SQLite file. Table and column names come from this module and the plugins, never from input."""
 
     def __init__(self, path: str, tables=(), timeout: float = BUSY_TIMEOUT) -> None:
         import sqlite3
@@ -110,14 +114,44 @@ class Store:
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, never corrupt
-            existing = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master")}
+            existing = dict(self.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
             missing = [name for name in tables if name not in existing]
-            if missing:  # the first connection ever; the others only read the schema
+            older = [name for name in tables if name in existing and "expires" not in existing[name]]
+            if missing or older:  # the first connection ever, or after an upgrade; the others only read
                 with self.write() as cursor:
                     for name in missing:
-                        cursor.execute(SCHEMA[name])
+                        cursor.execute(SCHEMA[name][1])
+                    for name in older:
+                        cursor.execute(f"ALTER TABLE {name} ADD COLUMN expires REAL")
+                    for name in tables:
+                        cursor.execute(f"CREATE INDEX IF NOT EXISTS {name}_expires ON {name} (expires)")
         except sqlite3.Error as exc:
             raise _error(exc) from None
+
+    def get(self, table: str, key: str, fields) -> tuple | None:
+        """The record's `fields` as floats, or None if there is none."""
+        rows = self.read(f"SELECT {', '.join(fields)} FROM {table} WHERE {SCHEMA[table][0]} = ?", (key,))
+        return tuple(float(v or 0) for v in rows[0]) if rows else None
+
+    def update(self, table: str, key: str, fields, change):
+        """Atomically: row = get(); (new, expire_at, result) = change(row); store new; return result.
+
+        `new` is a tuple for `fields` (None: leave the record alone); the record
+        lapses at the Unix time `expire_at`. Lapsed records are deleted here too.
+        """
+        import time
+
+        fields = list(fields)
+        key_column = SCHEMA[table][0]
+        with self.write() as cursor:
+            row = cursor.execute(f"SELECT {', '.join(fields)} FROM {table} WHERE {key_column} = ?", (key,)).fetchone()
+            new, expire_at, result = change(tuple(float(v or 0) for v in row) if row else None)
+            if new is not None:
+                columns = ", ".join([key_column, *fields, "expires"])
+                cursor.execute(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({', '.join('?' * (len(fields) + 2))})",
+                               (key, *new, expire_at))
+            cursor.execute(f"DELETE FROM {table} WHERE expires < ?", (time.time(),))
+        return result
 
     def write(self) -> _Write:
         """A context manager: an immediate (write-locked) transaction, committed on success, rolled back on error."""
@@ -174,9 +208,7 @@ def _safe(url: str) -> str:
 
 
 class RedisStore:
-    """Records as Redis hashes, shared by every MX host that points at the same server."""
-
-    kind = "redis"
+    """Records as Redis hashes, shared by every MX host that points at the same server; the API of Store."""
 
     def __init__(self, url: str, timeout: float = REDIS_TIMEOUT, busy_timeout: float = BUSY_TIMEOUT) -> None:
         if not url.startswith(("redis://", "rediss://", "unix://")):

@@ -55,6 +55,7 @@ def test_expired_window_and_whitelisting_start_over(smtp):
     assert mail(smtp).codes[2] == 450
     assert mail(smtp).codes[2] == 450  # retried after the grey window: new again
     smtp.plugins = smtp.grey("black_timeout 0")
+    assert mail(smtp).codes[2] == 450  # the record lapsed with its (empty) grey window: new again
     assert mail(smtp).codes[2] == 250
     smtp.plugins = smtp.grey("black_timeout 0 white_timeout 0")
     assert mail(smtp).codes[2] == 450  # whitelisting ran out

@@ -1,0 +1,57 @@
+"""store.py's SQLite side: get/update as the plugins use them, expiry, and a database from before `expires`.
+
+The Redis side answers the same calls; tests/e2e/test_store_redis.py runs it against a real redis-server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from qpsmtpd_stdio.store import Store
+
+FIELDS = ("ts", "black", "white")
+
+
+def test_get_and_update(tmp_path):
+    db = Store(str(tmp_path / "s.sqlite"), ("greylist",))
+    assert db.get("greylist", "k", FIELDS) is None
+    seen = []
+
+    def change(row):
+        seen.append(row)
+        return (100.0, (row[1] if row else 0) + 1, 0), time.time() + 60, "done"
+
+    assert db.update("greylist", "k", FIELDS, change) == "done"
+    assert db.update("greylist", "k", FIELDS, change) == "done"
+    assert seen == [None, (100.0, 1.0, 0.0)]
+    assert db.get("greylist", "k", FIELDS) == (100.0, 2.0, 0.0)
+    assert db.update("greylist", "k", FIELDS, lambda row: (None, 0, row)) == (100.0, 2.0, 0.0)  # left alone
+    db.close()
+
+
+def test_lapsed_records_are_forgotten(tmp_path):
+    db = Store(str(tmp_path / "s.sqlite"), ("greylist",))
+    db.update("greylist", "old", FIELDS, lambda row: ((1.0, 0, 0), time.time() - 1, None))
+    db.update("greylist", "new", FIELDS, lambda row: ((2.0, 0, 0), time.time() + 3600, None))
+    assert db.get("greylist", "old", FIELDS) is None  # deleted by the update that came after it lapsed
+    assert db.get("greylist", "new", FIELDS) == (2.0, 0.0, 0.0)
+
+
+def test_a_database_from_before_expires_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE karma (ip TEXT PRIMARY KEY, penalty_start REAL NOT NULL DEFAULT 0,"
+                    " naughty INTEGER NOT NULL DEFAULT 0, nice INTEGER NOT NULL DEFAULT 0,"
+                    " connects INTEGER NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0)")
+        old.execute("INSERT INTO karma VALUES ('192.0.2.1', 0, 3, 1, 4, 5)")
+    db = Store(str(path), ("karma",))
+    fields = ("penalty_start", "naughty", "nice", "connects", "last")
+    assert db.get("karma", "192.0.2.1", fields) == (0.0, 3.0, 1.0, 4.0, 5.0)  # kept: no expiry known yet
+    db.update("karma", "192.0.2.9", fields, lambda row: ((0, 0, 1, 1, time.time()), time.time() + 60, None))
+    assert db.get("karma", "192.0.2.1", fields) is not None
+    db.close()
+    with sqlite3.connect(path) as check:
+        columns = [row[1] for row in check.execute("PRAGMA table_info(karma)")]
+    assert columns[-1] == "expires"
+    Store(str(path), ("karma",)).close()  # a second open finds nothing to upgrade
