@@ -1,0 +1,51 @@
+"""spool.py: small messages in memory, big ones in an unnamed file; readers see the same bytes."""
+
+from __future__ import annotations
+
+import os
+
+from qpsmtpd_stdio.spool import Spool
+
+
+def test_small_message_stays_in_memory(tmp_path):
+    spool = Spool(str(tmp_path / "spool"), 100)
+    spool.write(b"hello ")
+    spool.write(b"world")
+    assert not spool.on_disk and spool.size == 11
+    assert spool.pread(5, 6) == b"world"
+    assert spool.open(6).read() == b"world"
+    assert not (tmp_path / "spool").exists()  # nothing touched the disk
+
+
+def test_past_the_threshold_it_moves_to_an_unnamed_file(tmp_path):
+    directory = tmp_path / "spool"
+    spool = Spool(str(directory), 8)
+    spool.write(b"0123456789")
+    spool.write(b"abc")
+    assert spool.on_disk and spool.size == 13
+    assert os.listdir(directory) == []  # O_TMPFILE or unlinked at once: nothing left behind
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    assert spool.pread(4, 9) == b"9abc"
+    spool.close()
+
+
+def test_readers_are_independent_and_seekable(tmp_path):
+    spool = Spool(str(tmp_path), 4)
+    data = bytes(range(256)) * 50
+    spool.write(data)
+    one, two = spool.open(0), spool.open(100)
+    assert one.read(10) == data[:10]
+    assert two.read(10) == data[100:110]
+    assert one.read(5) == data[10:15]
+    two.seek(0)
+    assert two.tell() == 0 and two.read() == data[100:]
+    spool.close()
+
+
+def test_close_releases_the_file(tmp_path):
+    spool = Spool(str(tmp_path), 0)
+    spool.write(b"x")
+    before = len(os.listdir("/proc/self/fd"))
+    spool.close()
+    assert len(os.listdir("/proc/self/fd")) == before - 1
+    spool.close()  # twice is harmless
