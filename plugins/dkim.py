@@ -44,28 +44,12 @@ may remove X-Spam-* fields that a signature covers):
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, LOGWARN, dns
-from qpsmtpd_stdio.authresults import add_auth_result
-
-MAX_SIGNATURES = 10
-RANK = ("pass", "temperror", "fail", "policy", "permerror", "neutral", "none")
+from qpsmtpd_stdio.authresults import add_auth_result, quote
+from qpsmtpd_stdio.dmarcpolicy import from_domains
 
 
 def register(plugin, *args):
     plugin.opts = plugin.options({"reject": "0", "reject_type": "perm"})
-
-
-def load_dkim():
-    """dkimpy, without the dnspython import its DNS module does (~40-90 ms): our resolver is passed to every call."""
-    import sys
-    import types
-
-    if "dkim" not in sys.modules and "dkim.dnsplug" not in sys.modules:
-        stub = types.ModuleType("dkim.dnsplug")
-        stub.get_txt = lambda name, timeout=5: None
-        sys.modules["dkim.dnsplug"] = stub
-    import dkim
-
-    return dkim
 
 
 def hook_data_post(plugin, txn):
@@ -77,13 +61,15 @@ def hook_data_post(plugin, txn):
     if conn.notes.get("naughty"):
         plugin.log(LOGINFO, "skip, naughty")
         return DECLINED
-    results = verify(plugin, txn)
+    from qpsmtpd_stdio.dkimcheck import RANK, verify
+
+    results = verify(b"".join(txn.message_chunks(b"\r\n")), dns.resolver(plugin))
     txn.notes["dkim_results"] = results
     txn.notes["dkim_pass_domains"] = [r["domain"] for r in results if r["result"] == "pass"]
     best = min((r["result"] for r in results), key=RANK.index, default="none")
     conn.notes["dkim_result"] = best
     for entry in [entry_text(r) for r in results] or ["dkim=none"]:
-        note_result(txn, entry)
+        add_auth_result(txn.notes, entry)
     conn.notes["karma"] = conn.notes.get("karma", 0) + {"pass": 1, "fail": -1}.get(best, 0)
     plugin.log(LOGINFO, ", ".join(f"{r['result']} {r['domain']}" + (f" ({r['reason']})" if r["reason"] else "")
                                  for r in results) or "none, no signature")
@@ -95,122 +81,30 @@ def hook_data_post(plugin, txn):
     return plugin.get_reject(f"DKIM signature invalid ({failed['reason'] or 'fail'})", "signature failed", enhanced="7.20")
 
 
-def verify(plugin, txn):
-    dkim = load_dkim()
-    resolver = dns.resolver(plugin)
-    verifier = dkim.DKIM(b"".join(txn.message_chunks(b"\r\n")), logger=_Log(), timeout=resolver.timeout)
-    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"][:MAX_SIGNATURES]
-    tags = [parse_tags(value) for value in signatures]
-    for t in tags:  # every key query goes out now; each verify() below reads its answer
-        if t.get("s") and t.get("d"):
-            resolver.query(f"{t['s']}._domainkey.{t['d']}", "TXT")
-    results = []
-    for idx, t in enumerate(tags):
-        state = {}
-
-        def txt(name, timeout=5, state=state):
-            answer = resolver.lookup(name.decode("ascii", "replace") if isinstance(name, bytes) else name, "TXT")
-            state["status"] = answer.status
-            if answer.temporary:
-                raise dkim.DnsTimeoutError(answer.status)
-            return answer.records[0].encode("latin-1") if answer.records else None
-
-        verifier.logger.errors.clear()
-        try:
-            result, reason = ("pass", "") if verifier.verify(idx, dnsfunc=txt) else ("fail", "signature did not verify")
-        except dkim.KeyFormatError as exc:
-            result, reason = ("policy" if "too small" in str(exc) else "permerror"), str(exc)
-        except dkim.ValidationError as exc:
-            result, reason = ("fail" if "body hash" in str(exc) else "neutral"), str(exc)
-        except dkim.DKIMException as exc:
-            result, reason = "neutral", str(exc)
-        if result == "fail" and state.get("status") and not state["status"] == "NOERROR":
-            result, reason = ("temperror", state["status"]) if state["status"] not in dns.FINAL else ("permerror", "no key")
-        elif result == "fail" and verifier.logger.errors:
-            result, reason = "permerror", verifier.logger.errors[-1]
-        reason = dns.printable(reason.split(" (got ")[0], 100).replace("(", "[").replace(")", "]").replace("\\", "/")
-        results.append({"result": result, "reason": reason,
-                        "domain": t.get("d", "").lower(), "selector": t.get("s", ""), "identity": t.get("i", ""),
-                        "b": t.get("b", "")[:8]})
-    return results
-
-
 def entry_text(r):
+    """`dkim=RESULT (reason) header.d=... header.i=... header.s=... header.b=...`, every value quoted if need be."""
     parts = [f"dkim={r['result']}"] + ([f"({r['reason']})"] if r["reason"] and r["result"] != "pass" else [])
     for key, value in (("header.d", r["domain"]), ("header.i", r["identity"]), ("header.s", r["selector"]),
                        ("header.b", r["b"])):
         if value:
-            ok = all(c.isalnum() or c in "-._@" for c in value)
-            parts.append(f"{key}={value}" if ok else f'{key}="{value}"')
+            parts.append(f"{key}={quote(value)}")
     return " ".join(parts)
 
 
-def parse_tags(value):
-    tags = {}
-    for item in value.decode("ascii", "replace").split(";"):
-        key, _, val = item.partition("=")
-        tags[key.strip()] = "".join(val.split())
-    return tags
-
-
 def sign(plugin, txn):
-    domain = from_domain(txn.header.get("From") or "") or (txn.sender.host if txn.sender else "")
-    labels = domain.lower().rstrip(".").split(".")
-    if not all(label and all(c.isalnum() or c == "-" for c in label) and label.isascii() for label in labels):
-        labels = []  # never a path (`..`, `/`) into the config dir
-    for i in range(len(labels) - 1):
-        candidate = ".".join(labels[i:])
-        selector = plugin.config(f"dkim/{candidate}/selector")
-        key = plugin.config(f"dkim/{candidate}/private")
-        if selector and key:
-            break
-    else:
+    from qpsmtpd_stdio.dkimcheck import load, sign as dkim_sign, signing_key
+
+    domain = (from_domains(txn.header.get("From") or "") or [txn.sender.host if txn.sender else ""])[0]
+    found = signing_key(plugin.config, domain)
+    if found is None:
         plugin.log(LOGINFO, f"skip, DKIM not configured for {domain or 'this sender'}")
         return DECLINED
-    dkim = load_dkim()
+    candidate, selector, key = found
     try:
-        signer = dkim.DKIM(b"".join(txn.message_chunks(b"\r\n")), logger=_Log())
-        value = signer.sign(selector[0].encode(), candidate.encode(), "\n".join(key).encode() + b"\n",
-                            canonicalize=(b"relaxed", b"relaxed"))
-    except dkim.DKIMException as exc:
+        lines = dkim_sign(b"".join(txn.message_chunks(b"\r\n")), candidate, selector, key)
+    except load().DKIMException as exc:
         plugin.log(LOGWARN, f"error, cannot sign for {candidate}: {exc}")
         return DECLINED
-    lines = [line.strip() for line in value.decode("ascii").split("\r\n")]
-    lines[0] = lines[0].partition(":")[2].strip()
-    txn.header.add_folded("DKIM-Signature", [line for line in lines if line], prepend=True)
-    plugin.log(LOGINFO, f"pass, signed as {candidate} with selector {selector[0]}")
+    txn.header.add_folded("DKIM-Signature", lines, prepend=True)
+    plugin.log(LOGINFO, f"pass, signed as {candidate} with selector {selector}")
     return DECLINED
-
-
-def from_domain(value):
-    """The domain of the (first) address in a From value, lower-case, or ""."""
-    depth, out = 0, []
-    for c in value[:2000]:  # drop comments
-        depth += c == "("
-        if not depth:
-            out.append(c)
-        depth -= c == ")" and depth > 0
-    text = "".join(out)
-    if "<" in text:
-        text = text.rpartition("<")[2].partition(">")[0]
-    return text.rpartition("@")[2].strip().strip(">").strip().lower() if "@" in text else ""
-
-
-def note_result(txn, entry):
-    """Record an Authentication-Results entry; the session writes the field after data_post."""
-    add_auth_result(txn.notes, entry)
-
-
-class _Log:
-    """dkimpy's logger: its errors are kept (they say why a key was refused); the rest is dropped."""
-
-    def __init__(self):
-        self.errors = []
-
-    def error(self, message, *args):
-        self.errors.append(str(message))
-
-    def debug(self, *args, **kw):
-        pass
-
-    info = warning = debug

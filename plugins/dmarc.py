@@ -41,9 +41,8 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns
-from qpsmtpd_stdio.authresults import add_auth_result
-MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
-POLICIES = ("none", "quarantine", "reject")
+from qpsmtpd_stdio.authresults import add_auth_result, quote, remove_forged
+from qpsmtpd_stdio.dmarcpolicy import MILDER, aligned, from_domains, org_domain, parse_record
 
 
 def register(plugin, *args):
@@ -51,7 +50,10 @@ def register(plugin, *args):
 
 
 def hook_data_post(plugin, txn):
-    remove_forged_results(plugin, txn)
+    me = (plugin.config("me-auth-results") or plugin.config("me") or [""])[0].lower()
+    forged = remove_forged(txn.header, me)
+    if forged:
+        plugin.log(LOGWARN, f"removing {forged} inbound Authentication-Results claiming to be from {me}")
     conn = plugin.connection
     if plugin.is_immune(txn):
         return DECLINED
@@ -63,7 +65,7 @@ def hook_data_post(plugin, txn):
         if not domains:
             plugin.log(LOGINFO, "skip, no From domain")
             return DECLINED
-        note_result(txn, "dmarc=permerror (more than one From domain)")
+        add_auth_result(txn.notes, "dmarc=permerror (more than one From domain)")
         return plugin.get_reject("A message must have one From address", "several From domains", enhanced="7.1")
     domain = domains.pop()
     org = org_domain(domain)
@@ -71,7 +73,7 @@ def hook_data_post(plugin, txn):
     record, at_org = None, False
     for answer, is_org in zip(answers, (domain == org, True)):
         if answer.temporary:
-            note_result(txn, f"dmarc=temperror header.from={domain}")
+            add_auth_result(txn.notes, f"dmarc=temperror header.from={quote(domain)}")
             plugin.log(LOGWARN, f"policy lookup for {domain}: {answer.status}; accepting")
             return DECLINED
         found = [r for r in answer.records if r[:8].lower() == "v=dmarc1" and r[8:9] in ("", ";", " ", "\t")]
@@ -80,7 +82,7 @@ def hook_data_post(plugin, txn):
             break
     if not record:
         plugin.log(LOGINFO, f"skip, no policy for {domain}")
-        note_result(txn, f"dmarc=none header.from={domain}")
+        add_auth_result(txn.notes, f"dmarc=none header.from={quote(domain)}")
         return DECLINED
     dkim_ok = [d for d in txn.notes.get("dkim_pass_domains", []) if aligned(d, domain, org, record["adkim"])]
     spf = txn.notes.get("dmarc_spf") or own_spf(plugin, txn)
@@ -88,14 +90,14 @@ def hook_data_post(plugin, txn):
     policy = record["sp"] if at_org and domain != org and record.get("sp") else record["p"]
     shown = f"p={record['p']}" + (f" sp={record['sp']}" if record.get("sp") else "") + f" pct={record['pct']}"
     if dkim_ok or spf_ok:
-        note_result(txn, f"dmarc=pass ({shown} dis=none) header.from={domain}")
+        add_auth_result(txn.notes, f"dmarc=pass ({shown} dis=none) header.from={quote(domain)}")
         txn.notes["dmarc"] = {"result": "pass", "domain": domain, "policy": policy, "disposition": "none"}
         plugin.log(LOGINFO, f"pass, {domain} aligned by {'DKIM' if dkim_ok else 'SPF'}")
         return DECLINED
     import random
 
     disposition = policy if random.randrange(100) < record["pct"] else MILDER[policy]
-    note_result(txn, f"dmarc=fail ({shown} dis={disposition}) header.from={domain}")
+    add_auth_result(txn.notes, f"dmarc=fail ({shown} dis={disposition}) header.from={quote(domain)}")
     txn.notes["dmarc"] = {"result": "fail", "domain": domain, "policy": policy, "disposition": disposition}
     plugin.log(LOGINFO, f"fail, {domain}: no aligned SPF or DKIM pass; policy {policy}, disposition {disposition}")
     if disposition != "none":
@@ -108,40 +110,6 @@ def hook_data_post(plugin, txn):
     return DECLINED
 
 
-def parse_record(text):
-    tags = {}
-    for item in text.split(";"):
-        key, _, value = item.partition("=")
-        tags.setdefault(key.strip().lower(), value.strip())
-    p, sp = tags.get("p", "").lower(), tags.get("sp", "").lower()
-    if p not in POLICIES:
-        if not tags.get("rua"):
-            return None
-        p = "none"  # RFC 7489 6.6.3: an invalid p= with a valid rua= is p=none
-    pct = tags.get("pct", "100")
-    return {"p": p, "sp": sp if sp in POLICIES else "", "pct": min(int(pct), 100) if pct.isdigit() else 100,
-            "adkim": tags.get("adkim", "r").lower()[:1], "aspf": tags.get("aspf", "r").lower()[:1]}
-
-
-def aligned(candidate, domain, org, mode):
-    candidate = candidate.lower().rstrip(".")
-    return candidate == domain if mode == "s" else candidate == domain or org_domain(candidate) == org
-
-
-def org_domain(domain):
-    """The organizational domain (RFC 7489 3.2): the public suffix and one label more, from the PSL."""
-    from publicsuffixlist import PSLFILE, PublicSuffixList
-
-    tld = domain.rpartition(".")[2]
-    try:
-        names = {tld, tld.encode("ascii").decode("idna")} if tld.startswith("xn--") else {tld}
-    except UnicodeError:
-        names = {tld}
-    with open(PSLFILE, encoding="utf-8") as fh:  # only the rules of this TLD: 2 ms instead of 30 for the whole list
-        rules = [line for line in fh if line.rstrip().rpartition(".")[2] in names]
-    return PublicSuffixList(source=rules).privatesuffix(domain) or domain
-
-
 def own_spf(plugin, txn):
     from qpsmtpd_stdio.spf import check_host, resolver_lookup
 
@@ -151,46 +119,3 @@ def own_spf(plugin, txn):
     address = f"{sender.user}@{sender.host}" if sender and sender.host else ""
     result = check_host(conn.remote_ip, address, conn.hello_host, resolver_lookup(dns.resolver(plugin)))
     return {"domain": result.domain, "result": result.result}
-
-
-def from_domains(value):
-    """The domains of the addresses in a From value (comments and quoted names skipped), lower-case."""
-    out, depth, quoted = [], 0, False
-    for c in value[:4000]:
-        if quoted:
-            quoted = c != '"'
-        elif c == '"' and not depth:
-            quoted = True
-        elif c == "(" or c == ")" and depth:
-            depth += 1 if c == "(" else -1
-        elif not depth:
-            out.append(c)
-    domains = []
-    for part in "".join(out).split(","):
-        part = part.rpartition("<")[2].partition(">")[0] if "<" in part else part.rpartition(":")[2]
-        if "@" in part:
-            domains.append(part.rpartition("@")[2].strip().rstrip(";").strip().lower().rstrip("."))
-    return [d for d in domains if d]
-
-
-def remove_forged_results(plugin, txn):
-    """Drop inbound Authentication-Results naming our authserv-id (ours, written this session, sit above Received)."""
-    me = (plugin.config("me-auth-results") or plugin.config("me") or [""])[0].lower()
-    fields = list(txn.header)
-    top = next((i for i, (name, _) in enumerate(fields) if name.lower() == "received"), len(fields))
-    results = [(i, value) for i, (name, value) in enumerate(fields) if name.lower() == "authentication-results"]
-    forged = [i for i, value in results if i > top and value.split(";")[0].strip().split(" ")[0].lower() == me]
-    if not forged:
-        return
-    plugin.log(LOGWARN, f"removing {len(forged)} inbound Authentication-Results claiming to be from {me}")
-    txn.header.delete("Authentication-Results")
-    for i, value in reversed([r for r in results if r[0] < top]):
-        txn.header.add("Authentication-Results", value, prepend=True)
-    for i, value in results:
-        if i > top and i not in forged:
-            txn.header.add("Authentication-Results", value)
-
-
-def note_result(txn, entry):
-    """Record an Authentication-Results entry; the session writes the field after data_post."""
-    add_auth_result(txn.notes, entry)

@@ -434,12 +434,12 @@ def received_spf(result: Result, ip: str, sender: str, helo: str, receiver: str,
         pairs.append(("mechanism", result.mechanism))
     if result.why:
         pairs.append(("problem", result.why))
-    lines += [f"{key}={quoted(value)};" for key, value in pairs]
+    lines += [f"{key}={dot_atom_or_quoted(value)};" for key, value in pairs]
     return lines
 
 
-def quoted(value: str) -> str:
-    """A Received-SPF / Authentication-Results value: a token as it is, else a quoted string."""
+def dot_atom_or_quoted(value: str) -> str:
+    """A Received-SPF value (RFC 7208 9.1): a dot-atom as it is, else a quoted-string."""
     value = dns.printable(value, 255)
     if value and all(c.isalnum() or c in "!#$%&'*+-/=?^_`{|}~." for c in value):
         return value
