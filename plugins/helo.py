@@ -1,4 +1,4 @@
-r"""helo - check the name a client gives in HELO or EHLO
+"""helo - check the name a client gives in HELO or EHLO
 
 Arguments: `helo [policy lenient|rfc|strict] [dns 0|1] [reject 0|1|naughty] [reject_type TYPE] [timeout N]`
 
@@ -6,48 +6,20 @@ Arguments: `helo [policy lenient|rfc|strict] [dns 0|1] [reject 0|1|naughty] [rej
                  lenient  is_in_badhelo, invalid_localhost, is_forged_literal, is_plain_ip
                  rfc      lenient + is_not_fqdn
                  strict   rfc + is_address_literal
-  dns          1: add qpsmtpd's DNS checks to policy rfc (no_forward_dns,
-               no_reverse_dns) and strict (those and no_matching_dns).
-               qpsmtpd runs them in rfc/strict always; here they are asked
-               for, since they make HELO wait for DNS and refuse every client
-               without reverse DNS (qpsmtpd advises reject 0 with them).
-               Default 0.
-  reject       1 (default): refuse HELO/EHLO; 0: only log; naughty: store the
-               refusal in the connection note `naughty` for a later `naughty`
-               plugin.
-  reject_type  disconnect (default: 550, then hang up), perm (550), temp
-               (450), temp_disconnect (421). (qpsmtpd 0.94 ignores it.)
-  timeout      accepted for qpsmtpd's config; the DNS timeouts are the
-               config files dns_timeout and dns_budget (qpsmtpd_stdio/dns.py).
+  dns          1: add qpsmtpd's DNS checks (they make HELO wait for DNS) to rfc
+               (no_forward_dns, no_reverse_dns) and strict (+ no_matching_dns).
+  reject       1 (default): refuse; 0: only log; naughty: leave it to `naughty`.
+  reject_type  disconnect (default: 550, then hang up), perm, temp, temp_disconnect.
+  timeout      accepted for qpsmtpd's config; see dns_timeout and dns_budget.
 
-Config files:
-  badhelo  one name or pattern a line. A line holding any of {}[]()^$|*+?\!
-           is a regular expression (Python `re` syntax; qpsmtpd: Perl)
-           searched case-insensitively in the name; a leading ! negates it.
-           Other lines are names, compared case-insensitively. Every line is
-           checked (qpsmtpd 0.94 stops at the first pattern line).
+Config file badhelo: one name or pattern a line. A line holding any of
+{}[]()^$|*+?\! is a regular expression searched case-insensitively (a leading
+! negates it); other lines are names, compared case-insensitively.
 
-The DNS checks (`dns 1`): the client's PTR query goes out at connect, the
-name's A and AAAA at HELO. no_forward_dns refuses a name with no A/AAAA
-("HELO hostname does not exist" on NXDOMAIN, else "HELO hostname did not
-resolve"), no_reverse_dns a client with no PTR ("no reverse DNS for IP");
-a DNS failure skips the check and no_matching_dns (never a refusal). They set the
-connection notes helo_forward_match (an address of the name is the
-client's, or in its /24, as qpsmtpd) and helo_reverse_match (a PTR name is
-the name, or shares its last two labels); no_matching_dns refuses when
-neither is set ("That HELO hostname fails FCrDNS").
-
-Replies: "I do not believe you are NAME." (listed in badhelo), "Your HELO
-hostname is not allowed" (badhelo pattern), "You are not localhost"
-(`localhost` from outside 127.0.0.0/8 and ::1), "Forged IPs not accepted
-here" (an address literal, [IPv4] or [IPv6:...], not the client's), "Plain
-IP is invalid HELO hostname (RFC 2821)", "HELO name is not fully qualified.
-Read RFC 2821" (no dot), "HELO name contains invalid FQDN characters. Read
-RFC 1035", "RFC 2821 allows an address literal, but we do not".
-
-Relay clients and whitelisted connections are not checked. After the data,
-the header `X-HELO: NAME` replaces any earlier one; it is appended, not put on
-top as qpsmtpd does, so the trace fields stay first (RFC 5322 3.6.7).
+A DNS failure skips the DNS checks. They set the notes helo_forward_match (the
+name has the client's address, or one in its /24) and helo_reverse_match (a
+PTR name is the name or ends in its last two labels), which no_matching_dns needs.
+Relay clients are not checked. `X-HELO: NAME` is appended after the data.
 
 Example config/plugins line:
 
@@ -55,6 +27,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG, LOGINFO, dns
+from qpsmtpd_stdio.address import literal_ip
 from qpsmtpd_stdio.netlist import canonical_ip
 from qpsmtpd_stdio.patterns import helo_listed
 
@@ -86,9 +59,8 @@ def hook_helo(plugin, txn, host):
     if plugin.is_immune(quiet=True):
         plugin.log(LOGINFO, "skip, relay client or whitelisted")
         return DECLINED
-    conn = plugin.connection
-    conn.notes.pop("helo_forward_match", None)
-    conn.notes.pop("helo_reverse_match", None)
+    plugin.connection.notes.pop("helo_forward_match", None)
+    plugin.connection.notes.pop("helo_reverse_match", None)
     plugin.dns_failed = False
     for test in plugin.tests:
         failed = test(plugin, host)
@@ -115,40 +87,35 @@ def invalid_localhost(plugin, host):
     ip = plugin.connection.remote_ip
     if host.lower() == "localhost" and not (ip.startswith("127.") or ip == "::1"):
         return "You are not localhost", "invalid localhost"
-    return None
 
 
 def is_forged_literal(plugin, host):
-    literal = _literal(host)
-    if literal is not None and literal != plugin.connection.remote_ip:
+    if _bracketed(host) and literal_ip(host) != plugin.connection.remote_ip:
         return "Forged IPs not accepted here", "forged IP literal"
-    return None
 
 
 def is_plain_ip(plugin, host):
-    if _is_ipv4(host) or (":" in host and canonical_ip(host) != ""):
+    parts = host.split(".")  # qpsmtpd's \d{1,3}(\.\d{1,3}){3}, or any IPv6 address
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts) or canonical_ip(host):
         return "Plain IP is invalid HELO hostname (RFC 2821)", "plain IP"
-    return None
 
 
 def is_not_fqdn(plugin, host):
-    if _literal(host) is not None:
+    if _bracketed(host):
         return None  # an address literal is not a name
     if "." not in host:
         return "HELO name is not fully qualified. Read RFC 2821", "not FQDN"
     if not _FQDN_CHARS.issuperset(host):
         return "HELO name contains invalid FQDN characters. Read RFC 1035", "invalid FQDN chars"
-    return None
 
 
 def is_address_literal(plugin, host):
-    if _literal(host) is not None:
+    if _bracketed(host):
         return "RFC 2821 allows an address literal, but we do not", "bracketed IP"
-    return None
 
 
 def no_forward_dns(plugin, host):
-    if _literal(host) is not None:
+    if _bracketed(host):
         return None
     answers = dns.resolver(plugin).lookup_many([(host, "A"), (host, "AAAA")])
     if all(a.status == "NXDOMAIN" for a in answers):
@@ -186,21 +153,9 @@ def no_reverse_dns(plugin, host):
 
 def no_matching_dns(plugin, host):
     notes = plugin.connection.notes
-    if notes.get("helo_forward_match") or notes.get("helo_reverse_match") or plugin.dns_failed:
-        return None
-    return "That HELO hostname fails FCrDNS", "no matching DNS"
+    if not (notes.get("helo_forward_match") or notes.get("helo_reverse_match") or plugin.dns_failed):
+        return "That HELO hostname fails FCrDNS", "no matching DNS"
 
 
-def _is_ipv4(text):
-    parts = text.split(".")
-    return len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 for p in parts)
-
-
-def _literal(host):
-    """The address in an address literal ([192.0.2.1], [IPv6:2001:db8::1]) in normal form, else None."""
-    if not (host.startswith("[") and host.endswith("]")):
-        return None
-    inner = host[1:-1]
-    if inner[:5].lower() == "ipv6:":
-        return (canonical_ip(inner[5:]) or None) if ":" in inner[5:] else None
-    return inner if _is_ipv4(inner) else None
+def _bracketed(host):
+    return host.startswith("[") and host.endswith("]")

@@ -8,6 +8,11 @@ Reply codes used by AddressError:
   553 5.6.7  non-ASCII address without SMTPUTF8
 All scans are linear and the raw length is capped first, so hostile input stays cheap.
 """
+
+from __future__ import annotations
+
+from .netlist import canonical_ip
+
 MAX_INPUT = 512     # an SMTP command line is at most 512 octets anyway
 MAX_ADDRESS = 256   # RFC 5321 4.5.3.1.3
 MAX_LOCAL = 64      # RFC 5321 4.5.3.1.1
@@ -132,21 +137,26 @@ def split_mail_arg(arg: str, keyword: str) -> tuple[str, str]:
     return rest, ""
 
 
+def literal_ip(host: str) -> str | None:
+    """The address in an RFC 5321 address literal ([192.0.2.1], [IPv6:2001:db8::1]), canonical; else None."""
+    if not (host.startswith("[") and host.endswith("]") and host.isascii()):
+        return None
+    body = host[1:-1]
+    if body[:5].lower() == "ipv6:":
+        return (canonical_ip(body[5:]) or None) if ":" in body[5:] else None
+    return dotted_quad(body)
+
+
+def dotted_quad(text: str) -> str | None:
+    """An IPv4 address as RFC 5321 writes it (Snum: 1-3 digits, leading zeros allowed), canonical; else None."""
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        return ".".join(str(int(p)) for p in parts)
+    return None
+
+
 def _check_literal(lit: str) -> None:
-    body = lit[1:-1]
-    # isascii(): isdigit() alone would also accept non-ASCII digits
-    ok = lit.endswith("]") and body.isascii()
-    if ok and body[:5].lower() == "ipv6:":
-        import ipaddress  # lazy: rarely needed, and every connection pays for imports
-        try:
-            ipaddress.IPv6Address(body[5:])
-        except ValueError:
-            ok = False
-        ok = ok and "%" not in body  # 3.11 accepts a '%scope' suffix; RFC 5321 does not
-    elif ok:  # RFC 5321 Snum is 1*3DIGIT, so leading zeros are allowed
-        parts = body.split(".")
-        ok = len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
-    if not ok:  # other General-address-literal tags are not supported
+    if literal_ip(lit) is None:  # other General-address-literal tags are not supported
         raise _syntax("invalid address literal")
 
 
