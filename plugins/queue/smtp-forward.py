@@ -3,47 +3,31 @@
 Arguments: `queue/smtp-forward HOST [PORT] [xclient] [KEY VALUE ...]`
 
   HOST      the smarthost; several, comma-separated, are tried in order
-            (`mx1.example,[2001:db8::25]:2525,10.2.2.2:9025`); each may
-            carry its own `:PORT`.
+            (`mx1.example,[2001:db8::25]:2525,10.2.2.2:9025`).
   PORT      the default port (25).
-  xclient   as qpsmtpd: send XCLIENT with the original client (NAME ADDR
-            PORT PROTO HELO LOGIN, as the smarthost advertises), so that its
-            policy and logs see that client; a host that does not advertise
-            XCLIENT is treated as failing. Without it, XFORWARD (logging only)
-            is sent wherever it is advertised.
-  timeout N       seconds for the connect and for each command (default 30).
-                  Keep the worst case (hosts x timeout) under plugin_timeout.
-  tls MODE        `may` (default: STARTTLS when offered, certificate not
-                  checked; a failed handshake is retried in clear text),
-                  `encrypt` (STARTTLS or the host fails), `verify` (STARTTLS
-                  with the certificate and host name checked), `none`.
+  xclient   as qpsmtpd: send XCLIENT with the original client, so that the
+            smarthost's policy and logs see it; a host without XCLIENT fails.
+            Without it, XFORWARD (logging only) is sent where advertised.
+  timeout N       seconds for the connect and each command (30); keep hosts x
+                  timeout under plugin_timeout.
+  tls MODE        `may` (default: STARTTLS when offered, unchecked; a failed
+                  handshake is retried in clear), `encrypt`, `verify`
+                  (certificate and name checked), `none`.
   tls_ca FILE     CA certificates for `verify` (default: the system's).
   helo NAME       our EHLO name (default: config `me`).
   xforward no     never send XFORWARD.
 
-BODY=8BITMIME, SMTPUTF8 and the DSN parameters (RET, ENVID on MAIL; NOTIFY,
-ORCPT on RCPT) are passed on only to a host that advertises the extension;
-DSN parameters are dropped for a host without DSN, as Postfix does. A
-transaction that needs SMTPUTF8 is not sent to a host without it: the next
-host is tried; if every host answered and none offers it, the client gets
-553 5.6.7 (RFC 6531 3.7.5), else 451.
+BODY=8BITMIME, SMTPUTF8 and DSN parameters go only to a host that advertises
+them (DSN's are dropped otherwise, as Postfix does); a message that needs
+SMTPUTF8 gets 553 5.6.7 if no host offers it (RFC 6531 3.7.5).
 
-Config files: `me`.
-
-What the client hears (the downstream's text is passed back, one line per
-refused recipient):
-  - every recipient taken and the message accepted: 250 with the
-    smarthost's reply (`Queued by HOST: 2.0.0 Ok: queued as 4Xyz`).
-  - a 5xx to MAIL, any RCPT or DATA, or to the end of data: 554, nothing
-    was relayed. A recipient refused while others were taken aborts the
-    whole transaction (RSET): a 250 always means every recipient got it.
-  - a refused connection, a timeout, a 4xx, or a connection lost: the next
-    host is tried while nothing of the message was sent; then DECLINED,
-    so a later queue plugin may take the message, else 451.
-  - once the body was on its way, a failure is never retried elsewhere and
-    never answered 5xx: 451. (If the link dies after the final dot but
-    before the reply, the smarthost may keep a copy and the client's retry
-    makes a second one: RFC 1047's window, which no SMTP relay can close.)
+What the client hears: 250 with the smarthost's reply once every recipient
+was taken; 554 for a 5xx to MAIL, RCPT, DATA or the end of data (a recipient
+refused while others were taken aborts the whole transaction: 250 always
+means every recipient got it); on a refused connection, timeout, 4xx or lost
+link the next host is tried while nothing was sent, then DECLINED (451 unless
+a later queue plugin takes it). Once the body was on its way, a failure is
+never retried elsewhere and never answered 5xx: 451.
 
 Example config/plugins line:
 
