@@ -143,6 +143,10 @@ class PluginHost:
     def has(self, hook: str) -> bool:
         return hook in self._hooks
 
+    def declared(self, attribute: str) -> frozenset:
+        """What plugins declared in `plugin.<attribute>`: e.g. mail_parameters, the ESMTP parameters they take."""
+        return frozenset(item for plugin in self.plugins for item in getattr(plugin, attribute, ()))
+
     def run(self, hook: str, txn, *args) -> HookResult:
         """Run `hook` in plugin order; the first result other than DECLINED wins."""
         for plugin, function in self._hooks.get(hook, ()):

@@ -308,7 +308,7 @@ class Session:
             return
         path, params = parsed
         error = check_params(MAIL_PARAMETERS, params, self.connection.esmtp,
-                             Limits(self.databytes, self.auth_loaded()), self.plugin_parameters("mail"))
+                             Limits(self.databytes, self.auth_loaded()), self.host.declared("mail_parameters"))
         if error:
             return self.protocol_error(error)
         try:
@@ -331,13 +331,6 @@ class Session:
         else:
             self.reset_transaction()
 
-    def plugin_parameters(self, command: str) -> frozenset:
-        """The ESMTP parameters of MAIL or RCPT that plugins said they take (`plugin.mail_parameters`)."""
-        found: set[str] = set()
-        for plugin in self.host.plugins:
-            found.update(getattr(plugin, command + "_parameters", ()))
-        return frozenset(found)
-
     def cmd_rcpt(self, arg: str) -> None:
         txn = self.txn
         if len(txn.recipients) >= self.max_recipients:
@@ -347,7 +340,7 @@ class Session:
             return
         path, params = parsed
         error = check_params(RCPT_PARAMETERS, params, self.connection.esmtp, Limits(),
-                             self.plugin_parameters("rcpt"))
+                             self.host.declared("rcpt_parameters"))
         if error:
             return self.protocol_error(error)
         try:

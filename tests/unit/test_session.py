@@ -54,3 +54,19 @@ def test_commands_are_logged_at_debug(smtp):
     r = smtp.run("EHLO c.example", "NOOP", "QUIT")
     lines = [record[3] for record in r.records]
     assert "<- 'EHLO c.example'" in lines and "<- 'NOOP'" in lines and "<- 'QUIT'" in lines
+
+
+def test_a_plugin_may_take_its_own_mail_parameter(tmp_path):
+    h = Harness(tmp_path, plugins=["takes_trace", "rcpt_ok"])
+    h.plugin("takes_trace", '''from qpsmtpd_stdio import DECLINED, LOGWARN
+def register(plugin):
+    plugin.mail_parameters = ("X-TRACE",)
+def hook_mail(plugin, txn, sender, params):
+    plugin.log(LOGWARN, f"trace={params.get('X-TRACE')}")
+    return DECLINED
+''')
+    r = h.run("EHLO c.example", "MAIL FROM:<a@example.org> X-TRACE=42", "RCPT TO:<b@example.test> X-TRACE=1", "QUIT")
+    assert r.codes == [220, 250, 250, 555, 221], r.output
+    assert any(record[3] == "trace=42" for record in r.records)
+    plain = Harness(tmp_path / "plain", plugins=["rcpt_ok"])
+    assert plain.run("EHLO c.example", "MAIL FROM:<a@example.org> X-TRACE=42", "QUIT").codes == [220, 250, 555, 221]
