@@ -33,7 +33,6 @@ from .constants import (
     DONE,
     LOGDEBUG,
     LOGERROR,
-    LOGINFO,
     OK,
     RETURN_CODE_NAMES,
 )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .constants import LOGERROR, LOGINFO, LOGWARN
+
 SAID = 2000  # octets of the program's output kept for the log
 
 
@@ -29,6 +31,15 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == 0 and self.complete
+
+    def report(self, log, name: str, timeout: float) -> None:
+        """Log what went wrong on the way (`log(level, message)`, e.g. plugin.log) and what the program said."""
+        if self.write_error:
+            log(LOGWARN, f"{name} did not read the whole message: {self.write_error}")
+        if self.status is None:
+            log(LOGERROR, f"{name} still running after {timeout:g}s; killed")
+        if self.said:
+            log(LOGWARN if self.status else LOGINFO, f"{name} said: {self.said}")
 
     def describe(self) -> str:
         """The failure, in words for the log."""

@@ -9,7 +9,7 @@ instead of being skipped, and every reply carries an RFC 3463 enhanced code.
 
 from __future__ import annotations
 
-from .constants import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE, OK
+from .constants import DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE
 from .protocol import Reply
 
 REFUSALS = (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT)

@@ -82,12 +82,7 @@ def hook_queue(plugin, txn):
     except OSError as exc:
         plugin.log(LOGERROR, f"cannot run {plugin.path}: {exc.strerror or exc}")
         return DECLINED
-    if done.write_error:
-        plugin.log(LOGWARN, f"{plugin.path} did not read the whole message and envelope: {done.write_error}")
-    if done.status is None:
-        plugin.log(LOGERROR, f"{plugin.path} still running after {plugin.timeout:g}s; killed")
-    if done.said:
-        plugin.log(LOGWARN if done.status else LOGINFO, f"{plugin.path} said: {done.said}")
+    done.report(plugin.log, plugin.path, plugin.timeout)
     if done.ok:
         msg_id = (txn.header.get("Message-Id") or "").split("\n")[0].strip()
         msg_id = msg_id if msg_id.startswith("<") and msg_id.endswith(">") else f"<{msg_id}>"

@@ -65,12 +65,7 @@ def hook_queue(plugin, txn):
     except OSError as exc:
         plugin.log(LOGERROR, f"cannot run {argv[0]}: {exc.strerror or exc}")
         return DECLINED
-    if done.write_error:
-        plugin.log(LOGWARN, f"{argv[0]} did not read the whole message: {done.write_error}")
-    if done.status is None:
-        plugin.log(LOGERROR, f"{argv[0]} still running after {plugin.timeout:g}s; killed")
-    if done.said:
-        plugin.log(LOGWARN if done.status else LOGINFO, f"{argv[0]} said: {done.said}")
+    done.report(plugin.log, argv[0], plugin.timeout)
     if done.ok:
         plugin.log(LOGINFO, f"queued {txn.id} via {argv[0]} for {len(rcpts)} recipient(s)")
         return OK, "Queued by sendmail"

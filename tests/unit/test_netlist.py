@@ -9,6 +9,7 @@ from hypothesis import given, strategies as st
 from qpsmtpd_stdio.netlist import NetList, canonical_ip, parse_network
 
 
+
 def test_canonical_forms():
     assert canonical_ip("::ffff:10.0.0.1") == "10.0.0.1"
     assert canonical_ip("::FFFF:10.0.0.1") == "10.0.0.1"
@@ -42,6 +43,12 @@ def test_ipv4_prefix_is_whole_octets():
     assert "10.1.2.3" in NetList(["10."])
     assert "100.1.2.3" not in NetList(["10."])
     assert NetList(["10.0.0.0.", "256.", "1.2.3.4."]).bad == ["10.0.0.0.", "256.", "1.2.3.4."]
+
+
+def test_parse_network():
+    assert parse_network("192.0.2.0/24") == (bytes([192, 0, 2, 0]), 24)
+    assert parse_network("2001:db8::1") == (bytes.fromhex("20010db8" + "0" * 23 + "1"), 128)
+    assert parse_network("10.0.0.0/\u0663") is None and parse_network("nonsense") is None
 
 
 def test_bad_networks_never_match():
