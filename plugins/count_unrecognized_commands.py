@@ -19,6 +19,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN
+from qpsmtpd_stdio.digits import number
 
 DEFAULT = 4
 
@@ -26,8 +27,8 @@ DEFAULT = 4
 def register(plugin, limit=None, *rest):
     plugin.limit = DEFAULT
     if limit is not None:
-        if limit.isascii() and limit.isdigit() and int(limit) > 0:
-            plugin.limit = int(limit)
+        if number(limit):
+            plugin.limit = number(limit)
         else:
             plugin.log(LOGWARN, f"bad limit {limit!r}; using {DEFAULT}")
     if rest:

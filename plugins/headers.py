@@ -33,6 +33,7 @@ Example config/plugins line:
 import time
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN
+from qpsmtpd_stdio.digits import number
 
 SINGULAR = ("Date", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Message-Id", "In-Reply-To", "References",
             "Subject")
@@ -102,16 +103,15 @@ def parse_date(text):
     zone = words[4] if len(words) > 4 else "+0000"
     month = _MONTHS.get(month[:3].lower()) if len(month) >= 3 else None
     clock = clock.split(":")
-    if not (month and day.isdigit() and year.isdigit() and 2 <= len(clock) <= 3
-            and all(c.isdigit() and len(c) <= 2 for c in clock)):
+    day, year, clock = number(day, 99), number(year, 9999), [number(c, 99) for c in clock]
+    if not (month and day is not None and year is not None and 2 <= len(clock) <= 3 and None not in clock):
         return None
-    day, year = int(day), int(year)
     year += 2000 if len(words[2]) <= 2 and year < 50 else 1900 if len(words[2]) <= 3 else 0
-    hour, minute, second = (int(c) for c in clock + ["0"] * (3 - len(clock)))
+    hour, minute, second = clock + [0] * (3 - len(clock))
     if not (1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
         return None
-    if zone[:1] in "+-" and len(zone) == 5 and zone[1:].isdigit():
-        offset = (int(zone[1:3]) * 60 + int(zone[3:])) * (-1 if zone[0] == "-" else 1)
+    if zone[:1] in "+-" and len(zone) == 5 and number(zone[1:]) is not None:
+        offset = (number(zone[1:3]) * 60 + number(zone[3:])) * (-1 if zone[0] == "-" else 1)
     elif zone.lower() in _ZONES:
         offset = _ZONES[zone.lower()] * 60
     elif len(zone) == 1 and zone.isalpha():

@@ -34,6 +34,7 @@ Example config/plugins line (first, so later checks are skipped):
 import time
 
 from qpsmtpd_stdio import DECLINED, LOGERROR, LOGINFO
+from qpsmtpd_stdio.digits import number
 
 
 def register(plugin, *args):
@@ -115,9 +116,10 @@ def hook_mail(plugin, txn, sender, params):
     host = (sender.host or "").lower()
     for line in plugin.config("karma_tlds"):
         tld, _, score = line.partition(" ")
-        if host.endswith("." + tld.lower().lstrip(".")) and score.strip().lstrip("-").isdigit():
+        points = number(score.strip().lstrip("-"))
+        if host.endswith("." + tld.lower().lstrip(".")) and points is not None:
             plugin.log(LOGINFO, f"penalizing .{tld} envelope sender")
-            adjust(plugin, -abs(int(score)))
+            adjust(plugin, -points)
     return DECLINED
 
 

@@ -19,6 +19,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, LOGWARN
+from qpsmtpd_stdio.digits import number
 
 DEFAULT = 100
 
@@ -26,8 +27,8 @@ DEFAULT = 100
 def register(plugin, limit=None, *rest):
     plugin.max_hops = DEFAULT
     if limit is not None:
-        if limit.isascii() and limit.isdigit() and int(limit) > 0:
-            plugin.max_hops = int(limit)
+        if number(limit):
+            plugin.max_hops = number(limit)
         else:
             plugin.log(LOGWARN, f"invalid max_hops value {limit!r}; using {DEFAULT}")
     if rest:

@@ -36,6 +36,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
+from qpsmtpd_stdio.digits import number
 from qpsmtpd_stdio.authresults import add_auth_result, quote
 from qpsmtpd_stdio.spf import check_host, received_spf, resolver_lookup
 
@@ -51,7 +52,7 @@ def register(plugin, *args):
         reject = {"1": "3", "2": "4"}[opts["spf_deny"]]
     if reject is None:
         reject = (plugin.config("spfbehavior") or ["1"])[0]
-    if not (reject.isdigit() and 0 <= int(reject) <= 6):
+    if number(reject, 6) is None:
         plugin.log(LOGWARN, f"reject {reject!r} is not 0..6; using 1 (annotate only)")
         reject = "1"
     plugin.reject = int(reject)

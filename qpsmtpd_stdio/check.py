@@ -78,6 +78,7 @@ def check_includes(config, report: Report) -> None:
 
 def check_settings(config, report: Report) -> None:
     from .constants import CHOICES, DEFAULTS, LOG_LEVEL_NAMES
+    from .digits import number
 
     for name, choices in CHOICES.items():
         for path, lineno, item in numbered(config, name, report)[:1]:
@@ -87,9 +88,9 @@ def check_settings(config, report: Report) -> None:
         for path, lineno, item in numbered(config, name, report)[:1]:
             word = item.split()[0]
             if name == "loglevel":
-                if not word.isdigit() and word.upper() not in LOG_LEVEL_NAMES:
+                if number(word) is None and word.upper() not in LOG_LEVEL_NAMES:
                     report.problem(f"{path}:{lineno}", f"loglevel: {word!r} is not 0-7 or a name like LOGINFO")
-            elif not word.isdigit():
+            elif number(word) is None:
                 report.problem(f"{path}:{lineno}", f"{name}: not a number: {word!r}")
 
 

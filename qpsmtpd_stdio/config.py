@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from .constants import CHOICES, DEFAULTS, FLAG_WORDS
+from .digits import number
 
 TYPE_CHECKING = False  # typing costs ~9 ms of imports per connection
 if TYPE_CHECKING:
@@ -81,10 +82,10 @@ class Config:
         """An integer setting, with its default from constants.DEFAULTS when unset or unreadable."""
         value = self.get_one(name)
         if value is not None:
-            try:
-                return int(value.split()[0])
-            except (ValueError, IndexError):
-                self.warn(f"config {name}: not a number: {value!r}; using the default")
+            found = number(value.split()[0]) if value.split() else None
+            if found is not None:
+                return found
+            self.warn(f"config {name}: not a number: {value!r}; using the default")
         return int(DEFAULTS[name])
 
     def get_choice(self, name: str) -> str:

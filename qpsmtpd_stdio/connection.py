@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from .digits import number
 from .netlist import canonical_ip
 from .transaction import new_id
 
@@ -95,7 +96,4 @@ def _socket_addresses(fd: int):
 
 
 def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
+    return number(text, 65535) or 0

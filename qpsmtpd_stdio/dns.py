@@ -45,6 +45,7 @@ import _socket
 import os
 import time
 
+from .digits import number
 from .dnswire import TYPE_NAMES, TYPES, encode_name, parse_response, query_packet
 from .netlist import parse_ip
 
@@ -145,7 +146,7 @@ class Resolver:
         servers = []
         for line in config("dns_servers"):
             words = line.split()
-            port = int(words[1]) if len(words) > 1 and words[1].isdigit() else 53
+            port = (number(words[1], 65535) if len(words) > 1 else None) or 53
             if parse_ip(words[0]) is not None:
                 servers.append((words[0], port))
             elif log:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .digits import number
 from .dns import Query, Resolver, printable
 
 
@@ -69,6 +70,6 @@ def _code_matches(code: str, address: str) -> bool:
         base, _, high = code.rpartition("-")
         prefix, _, low = base.rpartition(".")
         last = address.rpartition(".")
-        return (last[0] == prefix and low.isdigit() and high.isdigit() and last[2].isdigit()
-                and int(low) <= int(last[2]) <= int(high))
+        low, high, found = number(low, 255), number(high, 255), number(last[2], 255)
+        return last[0] == prefix and None not in (low, high, found) and low <= found <= high
     return address == code

@@ -9,6 +9,7 @@ it to the hooks in `params` instead of answering 555.
 
 from __future__ import annotations
 
+from .digits import number
 from .address import AddressError
 from .protocol import Reply
 
@@ -68,9 +69,10 @@ def _syntax(text: str) -> Reply:
 
 
 def _size(value: str | None, limits: Limits) -> Reply | None:
-    if not (value and value.isascii() and value.isdigit()):
+    size = number(value)
+    if size is None:
         return _syntax("Bad SIZE parameter")
-    if limits.databytes and int(value) > limits.databytes:
+    if limits.databytes and size > limits.databytes:
         return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
     return None
 

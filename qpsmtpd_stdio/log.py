@@ -12,6 +12,7 @@ import os
 import sys
 
 from .constants import LOG_LEVEL_NAMES, LOGDEBUG, LOGWARN
+from .digits import number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ def parse_level(text: str | int | None, default: int = LOGWARN) -> int:
     if isinstance(text, int):
         return text
     text = text.strip()
-    if text.isdigit():
-        return min(int(text), LOGDEBUG)
+    if number(text) is not None:
+        return min(number(text), LOGDEBUG)
     return LOG_LEVEL_NAMES.get(text.upper(), default)
 
 

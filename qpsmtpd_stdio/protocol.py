@@ -27,6 +27,7 @@ is over.
 
 from __future__ import annotations
 
+from .digits import number
 from .receivebuffer import LINE_TOO_LONG, DataStats, ReceiveBuffer
 
 # States.
@@ -366,10 +367,10 @@ class ServerConnection:
 
     def _bdat(self, command: Command) -> object:
         words = command.arg.split(" ")
-        if not (1 <= len(words) <= 2 and words[0].isdigit() and words[0].isascii() and len(words[0]) <= 20
-                and (len(words) == 1 or words[1].upper() == "LAST")):
+        size = number(words[0])
+        if not (1 <= len(words) <= 2 and size is not None and (len(words) == 1 or words[1].upper() == "LAST")):
             return self._expect(BadChunk(Reply(501, "Syntax: BDAT size [LAST]", "5.5.4")))
-        size, last = int(words[0]), len(words) == 2
+        last = len(words) == 2
         self._rx.start_chunk(size)
         legal = "BDAT" in TRANSITIONS[self._state]
         if legal:

@@ -14,6 +14,7 @@ as they were.
 
 from __future__ import annotations
 
+from .digits import number
 from .constants import LOGINFO
 from .netlist import NetList, canonical_ip, ip_text, parse_ip
 
@@ -103,9 +104,10 @@ def _ip(ipv4: bool, text: str) -> str:
 
 def _port(word: bytes) -> int:
     # Spec 2.1: decimal, no leading zero, 0-65535.
-    if not (word.isdigit() and len(word) <= 5 and (word == b"0" or word[:1] != b"0")) or int(word) > 65535:
+    port = number(word, 65535, digits=5)
+    if port is None or (word[:1] == b"0" and word != b"0"):
         raise ProxyError(f"bad port {word!r}")
-    return int(word)
+    return port
 
 
 # The session's side ---------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 
+from .digits import number
 from .esmtp import encode_xtext
 
 MAX_REPLY_LINE = 2048    # RFC 5321 4.5.3.1.5 says 512 octets; be lenient, but bounded
@@ -94,9 +95,9 @@ def parse_address(text: str, default_port: int | None) -> tuple:
     if port is None or not host or not all(c.isalnum() or c in ".-_:" for c in host):
         raise ValueError(f"bad host {text!r}")
     if port:
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not number(port, 65535):
             raise ValueError(f"bad port in {text!r}")
-        return host, int(port)
+        return host, number(port)
     if default_port is None:
         raise ValueError(f"{text!r} has no port")
     return host, default_port

@@ -17,6 +17,7 @@ The plugin is plugins/sender_permitted_from.py (also loaded as `spf`).
 
 from __future__ import annotations
 
+from .digits import number
 from . import dns
 from .dnswire import encode_name
 from .netlist import in_network, ip_text, parse_ip
@@ -333,8 +334,9 @@ def _mechanism_argument(name: str, rest: str, term: str):
 
 
 def _cidr(text: str, limit: int):
-    if text.isascii() and text.isdigit() and (text == "0" or text[0] != "0") and int(text) <= limit:
-        return int(text)
+    value = number(text, limit)
+    if value is not None and (text == "0" or text[0] != "0"):
+        return value
     return None
 
 
@@ -363,9 +365,11 @@ def macro_tokens(text: str, exp: bool = False) -> list:
             raise SPFError("permerror", f"bad macro in {text!r}")
         body = text[i + 3:end]
         j = 0
-        while j < len(body) and body[j].isdigit():
+        while j < len(body) and "0" <= body[j] <= "9":
             j += 1
-        digits = int(body[:j]) if j else 0
+        digits = number(body[:j], 128) if j else 0
+        if digits is None:
+            raise SPFError("permerror", f"bad macro in {text!r}")
         if j and digits == 0:
             raise SPFError("permerror", f"macro with 0 parts in {text!r}")
         reverse = body[j:j + 1].lower() == "r"

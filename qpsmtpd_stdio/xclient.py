@@ -8,6 +8,7 @@ for the new client).
 
 from __future__ import annotations
 
+from .digits import number
 from .esmtp import XCLIENT_ATTRIBUTES, decode_xtext
 from .protocol import Command, Reply
 
@@ -76,9 +77,10 @@ def parse(arg: str) -> dict:
             if not value:
                 raise ValueError("bad ADDR value")
         elif name == "PORT":
-            if value and not (value.isdigit() and value.isascii() and int(value) <= 65535):
+            port = number(value, 65535) if value else 0
+            if port is None:
                 raise ValueError("bad PORT value")
-            value = int(value or 0)
+            value = port
         elif name == "PROTO":
             value = value.upper()
             if value not in ("", "SMTP", "ESMTP"):

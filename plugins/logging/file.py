@@ -38,6 +38,7 @@ import re
 import time
 
 from qpsmtpd_stdio import LOGERROR, LOGWARN
+from qpsmtpd_stdio.digits import number
 
 _LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN": 4, "LOGNOTICE": 5, "LOGINFO": 6,
            "LOGDEBUG": 7}
@@ -67,8 +68,8 @@ def register(plugin, *args):
 
 
 def parse_level(text):
-    if text.isdigit():
-        return min(int(text), 7)
+    if number(text) is not None:
+        return min(number(text), 7)
     if text.upper() in _LEVELS:
         return _LEVELS[text.upper()]
     raise ValueError(f"logging/file: unknown loglevel {text!r}")

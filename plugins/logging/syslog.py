@@ -25,6 +25,8 @@ Example config/logging line:
 
 import syslog
 
+from qpsmtpd_stdio.digits import number
+
 _LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN": 4, "LOGNOTICE": 5, "LOGINFO": 6,
            "LOGDEBUG": 7}
 _PRIORITIES = ("LOG_EMERG", "LOG_ALERT", "LOG_CRIT", "LOG_ERR", "LOG_WARNING", "LOG_NOTICE", "LOG_INFO", "LOG_DEBUG")
@@ -51,8 +53,8 @@ def hook_logging(plugin, txn, level, hook, plugin_name, message):
 
 
 def _level(text):
-    if text.isdigit():
-        return min(int(text), 7)
+    if number(text) is not None:
+        return min(number(text), 7)
     if text.upper() in _LEVELS:
         return _LEVELS[text.upper()]
     raise ValueError(f"logging/syslog: unknown loglevel {text!r}")
@@ -60,8 +62,8 @@ def _level(text):
 
 def _constant(text, what):
     """LOG_NOTICE, notice, local3 or a number -> the syslog module's value."""
-    if text.isdigit():
-        return int(text)
+    if number(text) is not None:
+        return number(text)
     name = text.upper() if text.upper().startswith("LOG_") else "LOG_" + text.upper()
     name = {"LOG_ERROR": "LOG_ERR", "LOG_WARN": "LOG_WARNING"}.get(name, name)
     if not isinstance(getattr(syslog, name, None), int) or name in ("LOG_PID", "LOG_CONS", "LOG_NDELAY"):

@@ -20,6 +20,7 @@ Example config/logging line:
 import os
 import stat
 
+from qpsmtpd_stdio.digits import number
 from qpsmtpd_stdio.log import format_line
 
 _LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN": 4, "LOGNOTICE": 5, "LOGINFO": 6,
@@ -27,8 +28,8 @@ _LEVELS = {"LOGEMERG": 0, "LOGALERT": 1, "LOGCRIT": 2, "LOGERROR": 3, "LOGWARN":
 
 
 def register(plugin, level="LOGWARN", *rest):
-    if level.isdigit():
-        plugin.level = min(int(level), 7)
+    if number(level) is not None:
+        plugin.level = min(number(level), 7)
     elif level.upper() in _LEVELS:
         plugin.level = _LEVELS[level.upper()]
     else:

@@ -35,6 +35,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_stdio.digits import number
 
 _TLS_MODES = ("none", "may", "encrypt", "verify")
 _FINAL_STAGES = ("MAIL", "RCPT", "DATA", "end of data")  # where a 5xx refuses the message itself
@@ -47,8 +48,8 @@ def register(plugin, hosts=None, *args):
 
     if not hosts:
         raise ValueError("queue/smtp-forward needs a HOST argument")
-    start = 1 + (bool(args) and args[0].isdigit())
-    port = int(args[0]) if start == 2 else 25
+    start = 1 + (bool(args) and number(args[0], 65535) is not None)
+    port = number(args[0]) if start == 2 else 25
     plugin.xclient = len(args) >= start and args[start - 1].lower() == "xclient"
     opts = plugin.options({"timeout": "30", "tls": "may", "tls_ca": "", "xforward": "yes", "helo": ""},
                           start=start + plugin.xclient)
