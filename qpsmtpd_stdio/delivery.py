@@ -60,6 +60,8 @@ class Incoming:
         if (stats.bare_lf or stats.bare_cr) and bare_newline == "reject":
             return Reply(554, "Message contains bare CR or LF characters; lines must end with CRLF (RFC 5321 2.3.8)",
                          "5.6.0")
+        if stats.nul:
+            return Reply(554, "Message contains a NUL character", "5.6.0")
         if max_line and stats.longest_line > max_line:
             return Reply(554, f"Message has a line over {max_line} octets (RFC 5321 4.5.3.1.6)", "5.6.0")
         max_size = config.get_int("max_header_size")

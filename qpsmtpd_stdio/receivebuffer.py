@@ -29,12 +29,13 @@ _LF = 0x0A
 class DataStats:
     """What the scanner saw in one message; the session turns it into a verdict."""
 
-    __slots__ = ("size", "bare_lf", "bare_cr", "longest_line", "_line", "_cr_open")
+    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "longest_line", "_line", "_cr_open")
 
     def __init__(self) -> None:
         self.size = 0           # octets after dot-unstuffing
         self.bare_lf = False
         self.bare_cr = False
+        self.nul = False        # a NUL octet: refused, as a downstream that drops NULs would misread the lines
         self.longest_line = 0   # octets, counting the line's LF (and CR)
         self._line = 0          # length of the line still open at the end of the last chunk
         self._cr_open = False   # the last chunk ended in CR (BDAT may split a CRLF; DATA never does)
@@ -43,6 +44,7 @@ class DataStats:
         if not chunk:
             return
         self.size += len(chunk)
+        self.nul = self.nul or b"\0" in chunk
         crlf = chunk.count(_CRLF)
         cr = chunk.count(b"\r")
         if self._cr_open:
