@@ -15,7 +15,6 @@ import os
 from .constants import DECLINED, DONE, LOGERROR, LOGWARN, OK
 from .headers import HeaderLimit, Headers, split_header_block
 from .protocol import Reply
-from .authresults import add_authentication_results
 from .received import received_lines
 from .replies import DISCONNECTS, Verdict, after_data, reply_code
 from .spool import Spool
@@ -88,6 +87,8 @@ def deliver(host, txn, connection, config, me: str, log) -> Verdict:
     verdict = after_data("data_post", host.run("data_post", txn))
     if verdict is not None:
         return verdict
+    from .authresults import add_authentication_results  # only once a message got this far
+
     add_authentication_results(txn, connection, config, me)
     result = host.run("queue_pre", txn)
     if result.code not in (OK, DECLINED, DONE):

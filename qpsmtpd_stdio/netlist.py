@@ -18,7 +18,10 @@ milliseconds, and this is all the core needs of it.
 from __future__ import annotations
 
 import _socket
-from collections.abc import Iterable
+
+TYPE_CHECKING = False  # collections.abc costs ~2 ms of imports per connection
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _MAPPED = b"\0" * 10 + b"\xff\xff"
 

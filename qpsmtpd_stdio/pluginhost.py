@@ -22,7 +22,6 @@ import _signal
 import marshal
 import os
 import sys
-from collections.abc import Callable
 
 from .constants import (
     DECLINED,
@@ -37,6 +36,10 @@ from .constants import (
     RETURN_CODE_NAMES,
 )
 from .plugin import HookResult, Plugin, normalise
+
+TYPE_CHECKING = False  # collections.abc costs ~2 ms of imports per connection
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SHIPPED_DIRS = [
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"),  # installed wheel

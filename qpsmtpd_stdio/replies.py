@@ -9,7 +9,7 @@ instead of being skipped, and every reply carries an RFC 3463 enhanced code.
 
 from __future__ import annotations
 
-from .constants import DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE
+from .constants import DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE, SOFTWARE, VERSION
 from .protocol import Reply
 
 REFUSALS = (DENY, DENYSOFT, DENY_DISCONNECT, DENYSOFT_DISCONNECT)
@@ -74,6 +74,13 @@ class Verdict:
 
     def __repr__(self) -> str:
         return f"Verdict({self.reply!r}, refused={self.refused}, disconnect={self.disconnect})"
+
+
+def greeting(configured: str | None, me: str) -> str:
+    """The 220 text: config `smtpgreeting` (with ESMTP added, so clients still send EHLO), else ours."""
+    if configured:
+        return configured if "ESMTP" in configured.split() else configured + " ESMTP"
+    return f"{me} ESMTP {SOFTWARE} {VERSION} ready; send us your mail, but not your spam."
 
 
 def decide(stage: str, result, default: Reply, subject: str = "") -> Verdict:

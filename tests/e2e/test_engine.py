@@ -320,6 +320,9 @@ def test_smuggling_gives_exactly_one_message(smtp, fake_end):
     data = (b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
             b"Subject: first\r\n\r\nfirst" + fake_end + smuggled + b".\r\nQUIT\r\n")
     r = smtp.run(data)
+    if b"\x00" in fake_end:  # a message holding NUL is refused whole: nothing stored, nothing smuggled
+        assert r.codes == [220, 250, 250, 250, 354, 554, 221] and smtp.messages() == []
+        return
     assert r.codes == [220, 250, 250, 250, 354, 250, 221]
     [msg] = smtp.messages()
     assert b"Subject: first" in msg and b"MAIL FROM:<x@evil.example>" in msg

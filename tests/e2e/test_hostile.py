@@ -88,9 +88,10 @@ def test_smuggling_yields_one_message_and_no_smuggled_command(smtp, data, bare_n
         assert msg.startswith(b"Return-Path: <a@example.org>\n")
         assert b"smuggled@evil.example>\n" not in msg.split(b"\n\n")[0]
     else:
-        assert r.codes[5] == 554 and bare_newline == "reject"  # bare CR/LF refused (RFC 5321 2.3.8)
+        # bare CR/LF refused (RFC 5321 2.3.8), or a NUL, whatever bare_newline says
+        assert r.codes[5] == 554 and (bare_newline == "reject" or b"\x00" in data)
         assert messages == []
-    assert bare_newline == "reject" or len(messages) == 1
+    assert bare_newline == "reject" or b"\x00" in data or len(messages) == 1
     assert "from <smuggled@evil.example>" not in r.log  # no transaction of the smuggled sender was ever logged
 
 

@@ -108,3 +108,11 @@ def test_tables_are_complete():
 
 def test_readme_table_is_generated_from_the_stages():
     assert markdown_table() in README.read_text(), "README's 'Hooks and replies' table: paste `python3 -m qpsmtpd_stdio.replies`"
+
+
+def test_greeting():
+    from qpsmtpd_stdio.replies import greeting
+
+    assert greeting(None, "mx.example.test").startswith("mx.example.test ESMTP qpsmtpd-stdio ")
+    assert greeting("mail.example.org hello", "x") == "mail.example.org hello ESMTP"
+    assert greeting("mail.example.org ESMTP ready", "x") == "mail.example.org ESMTP ready"
