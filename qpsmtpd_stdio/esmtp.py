@@ -9,8 +9,8 @@ it to the hooks in `params` instead of answering 555.
 
 from __future__ import annotations
 
-from .digits import number
 from .address import AddressError
+from .digits import number
 from .protocol import Reply
 
 XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
