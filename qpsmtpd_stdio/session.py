@@ -326,7 +326,7 @@ class Session:
 
     def cmd_rcpt(self, arg: str) -> None:
         txn = self.txn
-        if len(txn.recipients) >= self.max_recipients:
+        if self.max_recipients and len(txn.recipients) >= self.max_recipients:  # 0: no limit, as LIMITS says
             return self.respond(Reply(452, "Too many recipients", "4.5.3"))
         parsed = self.parse_command(arg, "TO", "rcpt_pre")
         if parsed is None:

@@ -10,7 +10,9 @@ Arguments: `queue/maildir PATH [SUBDIR_TEMPLATE [MODE]]`
                     (e.g. `%d/%l`). It must hold at least one of them.
                     In the address, lower-cased here (qpsmtpd keeps the
                     case), every character other than ASCII letters, digits
-                    and - + _ . , @ = becomes `_`, as in qpsmtpd.
+                    and - + _ . , @ = becomes `_`, as in qpsmtpd. A recipient
+                    the template gives no safe path for (the bare
+                    <postmaster>, which has no domain) goes to PATH itself.
   MODE              optional, as qpsmtpd: three octal digits, the mode of the
                     tmp/ new/ cur/ directories it creates; delivered files
                     get the same without execute bits (default 700: files
@@ -56,12 +58,12 @@ def register(plugin, path=None, template=None, mode="700", *rest):
 def hook_queue(plugin, txn):
     if not txn.recipients:
         return DECLINED
-    if plugin.template:
-        copies = [(os.path.join(plugin.maildir, _expand(plugin.template, rcpt)), [rcpt]) for rcpt in txn.recipients]
-    else:
-        copies = [(plugin.maildir, txn.recipients)]
     delivered = []
     try:
+        if plugin.template:
+            copies = [(_target(plugin, rcpt), [rcpt]) for rcpt in txn.recipients]
+        else:
+            copies = [(plugin.maildir, txn.recipients)]
         for target, rcpts in copies:
             delivered.append(_deliver(plugin, txn, target, rcpts))
     except OSError as exc:
@@ -75,12 +77,15 @@ def hook_queue(plugin, txn):
     return OK, f"Queued! {msg_id}".rstrip()
 
 
-def _expand(template, rcpt):
+def _target(plugin, rcpt):
+    """PATH/<template> for `rcpt`; PATH itself when the template gives no safe subdirectory."""
     local, domain = _safe(rcpt.user.lower()), _safe(rcpt.host.lower())
-    path = template.replace("%l", local).replace("%d", domain).replace("%u", f"{local}@{domain}")
-    if path.startswith("/") or any(part.strip(".") == "" for part in path.split("/") if part):
-        raise OSError(f"unsafe maildir subdirectory {path!r}")
-    return path
+    path = plugin.template.replace("%l", local).replace("%d", domain).replace("%u", f"{local}@{domain}")
+    parts = path.split("/")
+    if not path or any(part.strip(".") == "" for part in parts):  # empty, `..`, or a leading or doubled /
+        plugin.log(LOGINFO, f"no subdirectory for {rcpt} in {plugin.template!r}: delivering to {plugin.maildir}")
+        return plugin.maildir
+    return os.path.join(plugin.maildir, path)
 
 
 def _safe(text):

@@ -311,3 +311,13 @@ def test_max_messages_421_and_advertised(smtp, limit):
     assert f"MAILMAX={n}".encode() in r.stdout
     assert r.codes == [220, 250] + [250, 250, 354, 250] * n + [421], r.stdout[-300:]
     assert len(smtp.messages()) == n
+
+
+def test_max_recipients_0_means_no_limit(smtp):
+    # As LIMITS advertises: 0 is no limit (it used to refuse every recipient with 452).
+    smtp.write("max_recipients", "0")
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    rcpts = [f"RCPT TO:<u{i}@example.test>" for i in range(5)]
+    r = smtp.run(dialogue("EHLO x", "MAIL FROM:<a@example.org>", *rcpts, "QUIT"))
+    assert r.codes == [220, 250, 250] + [250] * 5 + [221], r.stdout
+    assert b"RCPTMAX" not in r.stdout

@@ -67,6 +67,17 @@ def test_template_characters_made_safe(smtp):
     assert sorted(os.listdir(smtp.maildir)) == ["_a_.._b_c_@example.test", "x+tag@example.test"]
 
 
+@pytest.mark.parametrize("template", ["%d/%l", "%d", "x/%d/%l"])
+def test_bare_postmaster_goes_to_the_main_maildir(smtp, template):
+    # <postmaster> has no domain: %d/%l would be "/postmaster". It is delivered, with the others.
+    smtp.plugins("relay", "rcpt_ok", f"queue/maildir {smtp.maildir} {template}")
+    r = send(smtp, "postmaster", "bob@example.test")
+    assert r.codes == [220, 250, 250, 250, 250, 354, 250, 221], r.stdout
+    [msg] = smtp.messages()
+    assert b"Delivered-To: postmaster\n" in msg
+    assert "FATAL PLUGIN ERROR" not in r.log
+
+
 def test_mode_argument(smtp):
     # Group-writable, exactly, even under the usual umask 022.
     smtp.plugins("relay", "rcpt_ok", f"queue/maildir {smtp.maildir} %l 770")
