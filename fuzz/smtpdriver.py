@@ -93,7 +93,7 @@ def drive(chunks, *, max_command_length: int = 512, max_line_length: int = 1000,
                 break
             if isinstance(event, p.EndOfMessage):
                 s = event.stats
-                out.add(("eom", s.size, s.bare_lf, s.bare_cr, s.longest_line))
+                out.add(("eom", s.size, s.bare_lf, s.bare_cr, s.long_line))
                 assert s.size == len(message), (s.size, len(message))
                 out.messages.append(bytes(message))
                 message.clear()

@@ -61,7 +61,7 @@ class Incoming:
                          "5.6.0")
         if stats.nul:
             return Reply(554, "Message contains a NUL character", "5.6.0")
-        if max_line and stats.longest_line > max_line:
+        if max_line and stats.long_line:
             return Reply(554, f"Message has a line over {max_line} octets (RFC 5321 4.5.3.1.6)", "5.6.0")
         max_size = config.get_int("max_header_size")
         head = self.spool.pread(max_size + 2, 0)

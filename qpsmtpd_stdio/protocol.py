@@ -392,13 +392,13 @@ class ServerConnection:
                 event = self._chunk_end
                 if isinstance(event, EndOfChunk):
                     if data:
-                        self._stats.add(data, self.max_line_length > 0)
+                        self._stats.add(data, self.max_line_length)
                         return MessageData(data)  # the end comes with the next call
                     if event.last:
                         self._stats.finish()
                 return self._expect(event)
             if data and isinstance(self._chunk_end, EndOfChunk):
-                self._stats.add(data, self.max_line_length > 0)
+                self._stats.add(data, self.max_line_length)
                 return MessageData(data)
             if not data:
                 return ConnectionClosed(True) if self._eof else NEED_DATA
@@ -411,7 +411,7 @@ class ServerConnection:
         if ended:
             self._message_ended = True
         if data:
-            self._stats.add(data, self.max_line_length > 0)
+            self._stats.add(data, self.max_line_length)
             return MessageData(data)
         if ended:
             return self._next_data_event()

@@ -8,8 +8,9 @@ Nothing here touches a file descriptor. Two rules keep it safe:
   (SMTP smuggling). That holds for the first line too: after a DATA command
   that ended in a bare LF, a `.` line is text, not an (empty) end.
   A line that starts with a dot loses that dot (RFC 5321 4.5.2).
-The scanner looks only for b"\\r\\n." with bytes.find, so its cost per octet
-does not depend on how many lines a message has.
+The scanner finds the terminator with one bytes.find and unstuffs dots with
+one bytes.replace, so its cost per octet does not depend on how many lines a
+message has (a body of `..` lines costs what one of long lines does).
 
 A BDAT chunk (RFC 3030) is the next `n` octets exactly: no terminator, no
 dot-unstuffing, whatever they hold.
@@ -21,6 +22,8 @@ LINE_TOO_LONG = object()  # take_line() result: a line over the limit was discar
 
 _CRLF = b"\r\n"
 _CRLF_DOT = b"\r\n."
+_CRLF_DOT_CRLF = b"\r\n.\r\n"
+_HELD = (b"\r\n.\r", b"\r\n.", b"\r\n", b"\r")  # may become the terminator or a dot line: wait
 _DOT = 0x2E
 _CR = 0x0D
 _LF = 0x0A
@@ -29,18 +32,19 @@ _LF = 0x0A
 class DataStats:
     """What the scanner saw in one message; the session turns it into a verdict."""
 
-    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "longest_line", "_line", "_cr_open")
+    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "long_line", "_line", "_cr_open")
 
     def __init__(self) -> None:
         self.size = 0           # octets after dot-unstuffing
         self.bare_lf = False
         self.bare_cr = False
         self.nul = False        # a NUL octet: refused, as a downstream that drops NULs would misread the lines
-        self.longest_line = 0   # octets, counting the line's LF (and CR)
+        self.long_line = False  # a line over the limit given to add(), counting its CR LF
         self._line = 0          # length of the line still open at the end of the last chunk
         self._cr_open = False   # the last chunk ended in CR (BDAT may split a CRLF; DATA never does)
 
-    def add(self, chunk: bytes, check_lines: bool) -> None:
+    def add(self, chunk: bytes, line_limit: int = 0) -> None:
+        """Account for `chunk`; with `line_limit`, note any line longer than that many octets."""
         if not chunk:
             return
         self.size += len(chunk)
@@ -60,17 +64,26 @@ class DataStats:
             self.bare_lf = True
         if cr != crlf:
             self.bare_cr = True
-        if not check_lines:
+        if line_limit and not self.long_line:
+            self._check_lines(chunk, line_limit)
+
+    def _check_lines(self, chunk: bytes, limit: int) -> None:
+        # Window by window, never line by line: a message of 1-octet lines costs what one of long lines does.
+        n = len(chunk)
+        first = chunk.find(b"\n")
+        if first < 0 or self._line + first + 1 > limit:
+            self._line += n
+            self.long_line = self._line > limit or first >= 0
             return
-        if chunk.find(b"\n") < 0:
-            self._line += len(chunk)
-            self.longest_line = max(self.longest_line, self._line)
-            return
-        parts = chunk.split(b"\n")
-        first = self._line + len(parts[0]) + 1
-        middle = max(map(len, parts[1:-1]), default=-1) + 1
-        self.longest_line = max(self.longest_line, first, middle)
-        self._line = len(parts[-1])
+        start = first + 1  # always the start of a line
+        while n - start > limit:
+            last = chunk.rfind(b"\n", start, start + limit)  # the line at `start` fits iff its LF is in here
+            if last < 0:
+                self.long_line = True
+                return
+            start = last + 1
+        last = chunk.rfind(b"\n", start)
+        self._line = n - (last + 1 if last >= 0 else start)  # the line still open; the tail is within the limit
 
     def finish(self) -> None:
         """The message is complete: a CR still waiting for its LF is a bare CR."""
@@ -154,44 +167,35 @@ class ReceiveBuffer:
     def take_data(self) -> tuple[bytes, bool]:
         """Dot-unstuffed message bytes available now, and whether <CRLF>.<CRLF> was reached.
 
-        A trailing CR, or a line-start dot whose meaning depends on the next
-        octets, stays buffered until they arrive.
+        Octets that may be the start of the terminator or of a dot line (a
+        trailing CR, CRLF, CRLF-dot, CRLF-dot-CR) stay buffered until the next
+        ones arrive. The work is a few C-level passes, whatever the lines.
         """
         buf = self._buf
         n = len(buf)
         pos = 0
-        out = []
-        ended = False
-        while pos < n:
-            if self._at_line_start:
-                if buf[pos] == _DOT:
-                    rest = n - pos
-                    if rest >= 3 and buf[pos + 1] == _CR and buf[pos + 2] == _LF and self._may_end:
-                        pos += 3
-                        ended = True
-                        break
-                    if rest == 1 or (rest == 2 and buf[pos + 1] == _CR):
-                        break  # ".", ".\r": wait for the next octet
-                    pos += 1  # dot-unstuffing
-                self._at_line_start = False
-                self._may_end = True
-                continue
-            i = buf.find(_CRLF_DOT, pos)
-            if i >= 0:
-                out.append(buf[pos:i + 2])
-                pos = i + 2
-                self._at_line_start = True
-                continue
-            if buf.endswith(_CRLF):
-                out.append(buf[pos:n])
-                pos = n
-                self._at_line_start = True
-            elif buf[n - 1] == _CR:
-                out.append(buf[pos:n - 1])
-                pos = n - 1
-                break
-            else:
-                out.append(buf[pos:n])
-                pos = n
-        del buf[:pos]
-        return b"".join(out), ended
+        if self._at_line_start:  # only the first line of the message has no CRLF before it here
+            if n == 0 or (buf[0] == _DOT and (n == 1 or (n == 2 and buf[1] == _CR))):
+                return b"", False  # ".", ".\r": wait for the next octet
+            if buf[0] == _DOT:
+                if n >= 3 and buf[1] == _CR and buf[2] == _LF and self._may_end:
+                    del buf[:3]
+                    self._at_line_start = False
+                    return b"", True
+                pos = 1  # dot-unstuffing
+            self._at_line_start = False
+        end = buf.find(_CRLF_DOT_CRLF, pos)
+        if end >= 0:
+            stop, ended, consumed = end + 2, True, end + 5
+        else:
+            stop, ended = n, False
+            for held in _HELD:
+                if buf.endswith(held) and n - len(held) >= pos:
+                    stop = n - len(held)
+                    break
+            consumed = stop
+        view = memoryview(buf)
+        data = bytes(view[pos:stop])
+        view.release()
+        del buf[:consumed]
+        return data.replace(_CRLF_DOT, _CRLF), ended

@@ -1,6 +1,7 @@
 """The sans-I/O core with plain bytes: states, transitions, lines, DATA scanning."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from qpsmtpd_stdio import protocol as p
 from qpsmtpd_stdio.protocol import Reply
@@ -273,17 +274,22 @@ def test_data_split_at_every_offset_gives_same_result():
 
 def test_stats_bare_lf_cr_and_long_lines():
     stats = DataStats()
-    stats.add(b"ok\r\nfine\r\n", True)
-    assert not stats.bare_lf and not stats.bare_cr and stats.longest_line == 6
-    stats.add(b"bare\nlf\r\n", True)
+    stats.add(b"ok\r\nfine\r\n", 6)
+    assert not stats.bare_lf and not stats.bare_cr and not stats.long_line
+    stats.add(b"bare\nlf\r\n", 1000)
     assert stats.bare_lf and not stats.bare_cr
     stats = DataStats()
-    stats.add(b"bare\rcr\r\n", True)
+    stats.add(b"bare\rcr\r\n", 1000)
     assert stats.bare_cr and not stats.bare_lf
     stats = DataStats()
-    stats.add(b"x" * 600, True)
-    stats.add(b"x" * 600 + b"\r\n", True)
-    assert stats.longest_line == 1202
+    stats.add(b"x" * 600, 1202)
+    stats.add(b"x" * 600 + b"\r\n", 1202)
+    assert not stats.long_line  # exactly the limit
+    stats.add(b"y\r\n", 1202)
+    stats = DataStats()
+    stats.add(b"x" * 600, 1201)
+    stats.add(b"x" * 600 + b"\r\n", 1201)
+    assert stats.long_line
 
 
 def test_receivebuffer_take_line_limit_and_discard():
@@ -303,3 +309,40 @@ def test_reply_formatting():
     assert Reply(500, "nul\x00here").to_bytes() == b"500 nulhere\r\n"
     with pytest.raises(p.ProtocolError):
         Reply(99, "x")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"x", b"xxxxx", b".", b"\r"]), max_size=60),
+       st.integers(1, 12), st.data())
+def test_long_line_check_agrees_with_splitting(pieces, limit, data):
+    message = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(message)), max_size=5)))
+    stats = DataStats()
+    for a, b in zip([0] + cuts, cuts + [len(message)]):
+        stats.add(message[a:b], limit)
+    lines = message.split(b"\n")
+    lengths = [len(line) + 1 for line in lines[:-1]] + [len(lines[-1])]
+    assert stats.long_line == (max(lengths) > limit)
+
+
+LINE = st.lists(st.sampled_from([b".", b"x", b"\r", b"\n", b".."]), max_size=6).map(b"".join).filter(
+    lambda line: b"\r\n" not in line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINE, max_size=12), st.data())
+def test_take_data_agrees_with_a_line_by_line_reading(lines, data):
+    """What a client stuffs and sends comes out as it was, however the octets are cut."""
+    wire = b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines) + b".\r\n"
+    expected = b"".join(line + b"\r\n" for line in lines)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=6)))
+    rb, got, ended = ReceiveBuffer(), b"", False
+    rb.start_data()
+    for a, b in zip([0] + cuts, cuts + [len(wire)]):
+        rb.feed(wire[a:b])
+        while not ended:
+            chunk, ended = rb.take_data()
+            got += chunk
+            if not chunk:
+                break
+    assert ended and got == expected and len(rb) == 0
