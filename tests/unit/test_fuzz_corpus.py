@@ -17,6 +17,7 @@ _saved = sys.modules.get("atheris")
 sys.modules["atheris"] = None  # the targets fall back to plain imports
 try:
     import fuzz_address  # noqa: E402
+    import fuzz_dnswire  # noqa: E402
     import fuzz_protocol  # noqa: E402
 finally:
     if _saved is None:
@@ -24,7 +25,8 @@ finally:
     else:
         sys.modules["atheris"] = _saved
 
-TARGETS = {"protocol": fuzz_protocol.test_one_input, "address": fuzz_address.test_one_input}
+TARGETS = {"protocol": fuzz_protocol.test_one_input, "address": fuzz_address.test_one_input,
+           "dnswire": fuzz_dnswire.test_one_input}
 
 
 def corpus():
