@@ -61,6 +61,8 @@ LOG_LEVEL_NAMES = {
 DEFAULTS = {
     "timeout": 1200,            # seconds to wait for one read (qpsmtpd)
     "session_timeout": 3600,    # seconds for the whole session
+    "pre_data_timeout": 300,    # seconds until a message starts (DATA's 354 or a first BDAT); 0 = no limit
+    "min_data_rate": 500,       # octets/s a message must arrive at, over `timeout` of grace (Postfix's default)
     "plugin_timeout": 60,       # seconds one hook may run
     "databytes": 52428800,      # maximum message size in octets; 0 = unlimited
     "max_recipients": 1000,     # RCPTs per transaction (Postfix's default); advertised as LIMITS RCPTMAX

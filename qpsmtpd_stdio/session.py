@@ -21,7 +21,7 @@ from .protocol import Reply
 from .replies import Verdict, decide, greeting, reply_code
 from .signals import Terminate
 from .transaction import Transaction
-from .transport import ClientGone, Timeout
+from .transport import ClientGone, Deadlines, Timeout
 
 
 class Disconnect(Exception):
@@ -44,7 +44,8 @@ class Session:
         self.host = host
         self.me = config.get_one("me") or os.uname().nodename or "localhost"
         self.timeout = config.get_int("timeoutsmtpd") if config.get("timeoutsmtpd") else config.get_int("timeout")
-        self.deadline = time.monotonic() + config.get_int("session_timeout")
+        self.deadlines = Deadlines(config.get_int("session_timeout"), config.get_int("pre_data_timeout"),
+                                   config.get_int("min_data_rate"))
         self.databytes = config.get_int("databytes")
         self.max_recipients = config.get_int("max_recipients")
         self.max_messages = config.get_int("max_messages")
@@ -112,21 +113,23 @@ class Session:
         return __import__(f"{__package__}.{EXTENSIONS[verb]}", fromlist=["_"])
 
     def read(self) -> bytes:
-        remaining = self.deadline - time.monotonic()
+        deadline, why = self.deadlines.next()
+        remaining = deadline - time.monotonic()
         if remaining <= 0:
-            self.time_is_up()
+            self.time_is_up(why)
         wait = min(self.timeout, remaining)
         try:
             data = self.transport.read(wait)
         except Timeout:
             if wait >= self.timeout:
                 raise
-            self.time_is_up()
+            self.time_is_up(why)
+        self.deadlines.received(len(data))
         return data
 
-    def time_is_up(self) -> None:
-        self.log(LOGNOTICE, "session time limit reached")
-        self.fail(Reply(421, f"{self.me} Error: session time limit exceeded", "4.4.2"))
+    def time_is_up(self, why: str) -> None:
+        self.log(LOGNOTICE, f"{why}; disconnecting {self.connection.remote_label}")
+        self.fail(Reply(421, f"{self.me} Error: {why}", "4.4.2"))
         raise Disconnect()
 
     def fail(self, reply: Reply) -> None:
@@ -192,8 +195,9 @@ class Session:
             self.log_input(event)
         if isinstance(event, p.Command):
             if event.verb in EXTENSIONS:
-                self.extension(event.verb).command(self, event.arg)
-                return
+                return self.extension(event.verb).command(self, event.arg)
+            if event.verb in ("HELO", "EHLO"):
+                return self.hello(event.verb.lower(), event.arg)
             handler = getattr(self, "cmd_" + event.verb.lower(), None) if event.verb in p.KNOWN_VERBS else None
             if handler is None:
                 self.unrecognized(event)
@@ -254,12 +258,6 @@ class Session:
         self.answer("connect", result, Reply(220, greeting(self.config.get_one("smtpgreeting"), self.me)))
 
     # HELO / EHLO --------------------------------------------------------
-    def cmd_helo(self, arg: str) -> None:
-        self.hello("helo", arg)
-
-    def cmd_ehlo(self, arg: str) -> None:
-        self.hello("ehlo", arg)
-
     def hello(self, verb: str, arg: str) -> None:
         host = arg.strip().split(" ")[0] if arg.strip() else ""
         if not host:
@@ -388,6 +386,7 @@ class Session:
     def start_message(self) -> None:
         from .delivery import Incoming  # imported with a session's first message only
         self.incoming = Incoming(self.config, self.databytes)
+        self.deadlines.start_message(self.timeout)
 
     def start_chunk(self, event: p.ChunkStart) -> None:
         """The first chunk asks the data hook, as DATA does; its verdict is the reply after the chunk."""
@@ -441,6 +440,7 @@ class Session:
         self.reset_transaction()
 
     def discard_message(self) -> None:
+        self.deadlines.end_message()
         if self.incoming is not None:
             self.incoming.close()
             self.incoming = None

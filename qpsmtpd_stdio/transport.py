@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 
 READ_SIZE = 1 << 20  # large reads keep DATA throughput up; memory is bounded by this
 
@@ -24,6 +25,47 @@ class Timeout(Exception):
 
 class ClientGone(Exception):
     """The client closed the connection or it broke."""
+
+
+class Deadlines:
+    """How long the session may still wait for the client: the earliest of three limits, and its name.
+
+    `session_timeout` bounds the whole session; `pre_data_timeout` the time
+    until a message starts (a client that only talks gets 421); during DATA or
+    BDAT, `min_data_rate` gives each octet received 1/rate seconds more
+    (Postfix's smtpd_min_data_rate), so a client that trickles a message is
+    cut off. 0 turns a limit off. Together they keep slow clients from holding
+    a superserver's slots (xinetd `instances`, `per_source`).
+    """
+
+    def __init__(self, session: float, pre_data: float = 0, min_data_rate: int = 0, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.session = now + session
+        self.pre_data = now + pre_data if pre_data else None
+        self.pre_data_timeout = pre_data
+        self.min_data_rate = min_data_rate
+        self.data: float | None = None  # while a message is received, with min_data_rate
+
+    def start_message(self, timeout: float, now: float | None = None) -> None:
+        self.pre_data = None
+        if self.min_data_rate:
+            self.data = (time.monotonic() if now is None else now) + timeout
+
+    def end_message(self) -> None:
+        self.data = None
+
+    def received(self, octets: int) -> None:
+        if self.data is not None:
+            self.data += octets / self.min_data_rate
+
+    def next(self) -> tuple[float, str]:
+        """(the earliest deadline, what the client is told when it passes)."""
+        found = (self.session, "session time limit exceeded")
+        if self.pre_data is not None:
+            found = min(found, (self.pre_data, f"no message within {self.pre_data_timeout:g}s"))
+        if self.data is not None:
+            found = min(found, (self.data, "data rate too low"))
+        return found
 
 
 class Transport:

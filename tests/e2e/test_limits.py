@@ -236,6 +236,42 @@ def test_session_timeout_says_so(smtp):
     assert "session time limit" in r.log and b"session time limit" in r.lines[-1], (r.log, r.lines[-1])
 
 
+@covers("pre_data_timeout")
+def test_a_client_that_never_starts_a_message_is_cut_off(smtp):
+    smtp.write("pre_data_timeout", "2")
+    r, _ = run_held_open(smtp, EHLO, trickle=b"NOOP\r\n", every=0.2)
+    r.assert_wellformed()
+    assert r.codes[-1] == 421 and set(r.codes[2:-1]) == {250}, r.stdout
+    assert b"421 4.4.2 mx.example.test Error: no message within 2s" in r.lines[-1], r.lines[-1]
+
+
+def test_pre_data_timeout_ends_once_a_message_starts(smtp):
+    smtp.write("pre_data_timeout", "1")
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    proc = subprocess.Popen([sys.executable, str(BIN)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=smtp.env())
+    proc.stdin.write(OPENING + b"Subject: slow but fine\r\n\r\n")
+    for _ in range(8):  # 2 s of message, past pre_data_timeout: it no longer applies
+        proc.stdin.write(b"line\r\n")
+        proc.stdin.flush()
+        time.sleep(0.25)
+    out, _ = proc.communicate(b".\r\nQUIT\r\n", timeout=30)
+    assert Result(out, b"", proc.returncode).codes == [220, 250, 250, 250, 354, 250, 221], out
+    assert len(smtp.messages()) == 1
+
+
+@covers("min_data_rate")
+def test_a_trickling_message_is_cut_off(smtp):
+    smtp.write("timeout", "2")
+    smtp.write("min_data_rate", "1000")
+    # 20 octets every 0.2 s is 100 octets/s: each read is well within `timeout`, but the rate is too low.
+    r, _ = run_held_open(smtp, OPENING + b"Subject: slow\r\n\r\n", trickle=b"x" * 18 + b"\r\n", every=0.2)
+    r.assert_wellformed()
+    assert r.codes[:5] == [220, 250, 250, 250, 354] and r.codes[-1] == 421, r.stdout
+    assert b"Error: data rate too low" in r.lines[-1]
+    assert smtp.messages() == [] and smtp.leftovers() == []
+
+
 @covers("plugin_timeout")
 @pytest.mark.parametrize("body", ["time.sleep(10**6)", "while True: pass",
                                   "while True:\n        try:\n            time.sleep(10**6)\n        except Exception:\n            pass"])
