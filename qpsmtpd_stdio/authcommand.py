@@ -109,7 +109,7 @@ def failed(session, mechanism: str, user: str, reason: str, disconnect: bool = F
     count, limit = st.failures, st.policy.max_failures
     session.log(LOGNOTICE, f"AUTH {mechanism} failed for {user!r} ({reason}); failure {count}"
                            + (f" of {limit}" if limit else ""))
-    delay = min(st.policy.delay(count), max(0.0, session.deadline - time.monotonic()))
+    delay = min(st.policy.delay(count), max(0.0, session.deadlines.next()[0] - time.monotonic()))
     if delay > 0:
         session.log(LOGINFO, f"delaying the reply by {delay:g}s")
         time.sleep(delay)

@@ -70,7 +70,7 @@ def command(session, arg: str) -> None:
 def start(session, ctx) -> None:
     """The handshake; then, as RFC 3207 4.2 asks, forget what the client said before it."""
     try:
-        info = session.transport.start_tls(ctx, min(session.timeout, max(0.0, session.deadline - time.monotonic())))
+        info = session.transport.start_tls(ctx, min(session.timeout, max(0.0, session.deadlines.next()[0] - time.monotonic())))
     except (Timeout, ClientGone) as exc:
         session.proto.close()  # nothing can be said in plaintext any more
         raise ClientGone(str(exc) or "TLS handshake timed out") from None
