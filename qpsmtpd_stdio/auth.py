@@ -15,6 +15,11 @@ Config files (read by `Policy`):
                           one is answered 421 and the connection closed (default 3; 0: no limit)
   auth_failure_delay      seconds before the reply to the first failure, doubled
                           for each further one (default 1)
+  auth_failures_per_ip    failed AUTH attempts one client address may make, over
+                          all its connections, within auth_failure_window
+                          seconds; past it AUTH gets 421 (default 10; 0: no
+                          limit). Counted in the shared store (store.py).
+  auth_failure_window     seconds (default 3600)
 
 The session imports this module only when an auth plugin is loaded.
 """
@@ -55,6 +60,8 @@ class Policy:
         self.disable_plaintext_auth = config.get_flag("disable_plaintext_auth")
         self.max_failures = int(_number(config.get_one("max_auth_failures"), 3))
         self.failure_delay = _number(config.get_one("auth_failure_delay"), 1.0)
+        self.ip_limit = config.get_int("auth_failures_per_ip")
+        self.ip_window = config.get_int("auth_failure_window")
 
     def offered(self, mechanisms: list[str], tls: bool) -> list[str]:
         if tls:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from . import auth
-from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGNOTICE, OK
+from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGERROR, LOGINFO, LOGNOTICE, OK
 from .protocol import Command, Reply
 
 
@@ -45,6 +45,10 @@ def command(session, arg: str) -> None:
         return session.protocol_error(Reply(503, "AUTH not defined for HELO", "5.5.1"))
     if not conn.tls and policy.tls_before_auth:
         return session.protocol_error(Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
+    if too_many_failures(session):
+        session.log(LOGNOTICE, f"AUTH from [{conn.remote_ip}] refused: {policy.ip_limit} failures from it within "
+                               f"{policy.ip_window:g}s")
+        session.respond(Reply(421, f"{session.me} Too many authentication failures from your address", "4.7.0"))
     mechanism, _, initial = arg.strip().partition(" ")
     mechanism = mechanism.upper()
     known = auth.available(session.host.has)
@@ -107,8 +111,10 @@ def failed(session, mechanism: str, user: str, reason: str, disconnect: bool = F
     st = state(session)
     st.failures += 1
     count, limit = st.failures, st.policy.max_failures
-    session.log(LOGNOTICE, f"AUTH {mechanism} failed for {user!r} ({reason}); failure {count}"
-                           + (f" of {limit}" if limit else ""))
+    # The client's address comes before anything the client chose, so fail2ban's filter cannot be fooled.
+    session.log(LOGNOTICE, f"AUTH {mechanism} failed from [{session.connection.remote_ip}] for {user!r} ({reason}); "
+                           f"failure {count}" + (f" of {limit}" if limit else ""))
+    count_failure(session)
     delay = min(st.policy.delay(count), max(0.0, session.deadlines.next()[0] - time.monotonic()))
     if delay > 0:
         session.log(LOGINFO, f"delaying the reply by {delay:g}s")
@@ -119,3 +125,51 @@ def failed(session, mechanism: str, user: str, reason: str, disconnect: bool = F
     session.respond(Reply(535, f"{mechanism} authentication failed" + (f" for {user}" if user else ""), "5.7.8"))
     if disconnect:
         session.close()
+
+
+# Failures across connections, per client address, in the shared store (store.py) --------------------------
+class _StoreOwner:
+    """What store.open_store asks of its caller (a plugin, elsewhere): config, config_dir, log."""
+
+    def __init__(self, session) -> None:
+        self.config = session.config.get
+        self.config_dir = lambda: session.config.directory
+        self.log = session.log
+
+
+def _failures(session, action):
+    """action(db) on the auth_failures table; None if the store cannot be used (then nothing is refused)."""
+    from . import store
+
+    policy = state(session).policy
+    if not policy.ip_limit or not session.connection.remote_ip:
+        return None
+    db = store.open_store(_StoreOwner(session), None, ("auth_failures",))
+    if db is None:
+        return None
+    try:
+        return action(db)
+    except store.StoreError as exc:
+        session.log(LOGERROR, f"store error, AUTH failures not counted: {exc}")
+        return None
+    finally:
+        db.close()
+
+
+def too_many_failures(session) -> bool:
+    """Has this address failed auth_failures_per_ip times within auth_failure_window seconds?"""
+    policy, now = state(session).policy, time.time()
+    row = _failures(session, lambda db: db.get("auth_failures", session.connection.remote_ip, ("failures", "first")))
+    return bool(row) and now - row[1] < policy.ip_window and row[0] >= policy.ip_limit
+
+
+def count_failure(session) -> None:
+    policy, now = state(session).policy, time.time()
+
+    def change(row):
+        failures, first = (int(row[0]) + 1, row[1]) if row and now - row[1] < policy.ip_window else (1, now)
+        return (failures, first), first + policy.ip_window, None
+
+    _failures(session, lambda db: db.update("auth_failures", session.connection.remote_ip, ("failures", "first"),
+                                            change))
+

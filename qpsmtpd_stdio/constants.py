@@ -73,6 +73,8 @@ DEFAULTS = {
     "max_header_size": 1048576, # octets in the header block of a message
     "max_header_lines": 1000,   # header lines (incl. continuation lines)
     "size_threshold": 131072,   # message octets kept in memory before spooling to disk
+    "auth_failures_per_ip": 10, # failed AUTHs one address may make within auth_failure_window; 0 = no limit
+    "auth_failure_window": 3600,  # seconds over which they are counted
     "loglevel": LOGWARN,        # qpsmtpd's default
 }
 

@@ -17,8 +17,8 @@ interleave an update of the same row. A process that finds the file locked
 waits up to `BUSY_TIMEOUT` seconds, then gets `store.Busy`: plugins treat that
 (and any other StoreError) as "no answer" and let the mail through, logged.
 
-The file is `qpsmtpd.sqlite` in `db_dir` (a plugin argument), else in
-/var/lib/qpsmtpd if that directory exists, else in the config directory
+The file is `qpsmtpd.sqlite` in `db_dir` (a plugin argument), else in the
+directory named by config file `store_dir`, else in /var/lib/qpsmtpd if that directory exists, else in the config directory
 ($QPSMTPD_CONFIG; qpsmtpd's last choice too). Each plugin creates its own table on first use.
 `import sqlite3` is paid only by a connection that reaches such a plugin's hook.
 
@@ -50,6 +50,8 @@ SCHEMA = {
     "karma": ("ip", "CREATE TABLE IF NOT EXISTS karma (ip TEXT PRIMARY KEY, penalty_start REAL NOT NULL DEFAULT 0,"
                     " naughty INTEGER NOT NULL DEFAULT 0, nice INTEGER NOT NULL DEFAULT 0,"
                     " connects INTEGER NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0, expires REAL)"),
+    "auth_failures": ("ip", "CREATE TABLE IF NOT EXISTS auth_failures (ip TEXT PRIMARY KEY,"
+                            " failures INTEGER NOT NULL DEFAULT 0, first REAL NOT NULL DEFAULT 0, expires REAL)"),
 }
 
 
@@ -62,7 +64,10 @@ class Busy(StoreError):
 
 
 def default_dir(plugin) -> str | None:
-    """/var/lib/qpsmtpd if it exists, else the config directory (when the plugin API tells it), else None."""
+    """Config file `store_dir`, else /var/lib/qpsmtpd if it exists, else the config directory, else None."""
+    configured = [line.strip() for line in plugin.config("store_dir") if line.strip()]
+    if configured:
+        return configured[0]
     if os.path.isdir(SYSTEM_DIR):
         return SYSTEM_DIR
     config_dir = getattr(plugin, "config_dir", None)  # not in the plugin API yet; $QPSMTPD_CONFIG meanwhile

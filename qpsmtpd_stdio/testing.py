@@ -152,6 +152,7 @@ class Harness:
         self.plugin_dirs = [str(d) for d in plugin_dirs]
         self.plugins = list(plugins)
         self.config("me", me)
+        self.config("store_dir", str(self.dir))  # what plugins remember stays in the test's directory
         (self.plugin_dir / "testing").mkdir(exist_ok=True)
         (self.plugin_dir / "testing" / "capture.py").write_text(_CAPTURE)
 

@@ -62,6 +62,7 @@ class SMTPConfig:
         self.plugin_dir.mkdir()
         self.write("me", "mx.example.test")
         self.write("rcpthosts", "example.test")
+        self.write("store_dir", str(self.dir))  # never the machine's /var/lib/qpsmtpd
         self.write("plugin_dirs", str(self.plugin_dir))
         self.write("loglevel", "7")
         self.plugins("relay", "rcpt_ok", f"queue/maildir {self.maildir}")

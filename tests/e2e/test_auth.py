@@ -485,6 +485,6 @@ def test_submission_and_smtps_under_xinetd(smtp, certs):
     assert len(messages) == 3
     assert all(b"with ESMTPSA" in m and b"auth=pass smtp.auth=" + USER.encode() in m for m in messages)
     text = log.read_text()
-    assert "AUTH LOGIN failed for 'alice@example.test'" in text and "3 failed AUTH attempts; disconnecting" in text
+    assert "AUTH LOGIN failed from [127.0.0.1] for 'alice@example.test'" in text and "3 failed AUTH attempts; disconnecting" in text
     for secret in (PASSWORD, b64(PASSWORD), plain()):
         assert secret not in text

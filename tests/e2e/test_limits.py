@@ -357,3 +357,47 @@ def test_max_recipients_0_means_no_limit(smtp):
     r = smtp.run(dialogue("EHLO x", "MAIL FROM:<a@example.org>", *rcpts, "QUIT"))
     assert r.codes == [220, 250, 250] + [250] * 5 + [221], r.stdout
     assert b"RCPTMAX" not in r.stdout
+
+
+# AUTH failures across connections --------------------------------------------------------------------
+def auth_smtp(smtp):
+    import base64
+
+    smtp.plugins("auth/auth_flat_file", "rcpt_ok")
+    smtp.write("flat_auth_pw", "alice@example.test:right")
+    for name, value in (("tls_before_auth", "0"), ("disable_plaintext_auth", "0"), ("auth_failure_delay", "0"),
+                        ("max_auth_failures", "0"), ("loglevel", "LOGNOTICE")):
+        smtp.write(name, value)
+    return lambda password: "AUTH PLAIN " + base64.b64encode(f"\0alice@example.test\0{password}".encode()).decode()
+
+
+@covers("auth_failures_per_ip", "auth_failure_window")
+def test_auth_failures_are_counted_per_address_across_connections(smtp):
+    auth = auth_smtp(smtp)
+    smtp.write("auth_failures_per_ip", "3")
+    r = smtp.run(dialogue("EHLO x", auth("a"), auth("b"), "QUIT"))
+    assert r.codes == [220, 250, 535, 535, 221], r.stdout
+    assert "AUTH PLAIN failed from [192.0.2.10] for 'alice@example.test'" in r.log
+    r = smtp.run(dialogue("EHLO x", auth("c"), auth("right"), "QUIT"))
+    assert r.codes == [220, 250, 535, 421], r.stdout  # the third failure, over two connections, is the limit
+    assert b"421 4.7.0 mx.example.test Too many authentication failures from your address" in r.stdout
+    assert smtp.run(dialogue("EHLO x", auth("right"), "QUIT")).codes == [220, 250, 421]
+    other = smtp.run(dialogue("EHLO x", auth("right"), "QUIT"), TCPREMOTEIP="192.0.2.11")
+    assert other.codes == [220, 250, 235, 221]  # another address is not affected
+
+
+def test_auth_failures_lapse_after_the_window(smtp):
+    auth = auth_smtp(smtp)
+    smtp.write("auth_failures_per_ip", "1")
+    smtp.write("auth_failure_window", "1")
+    assert smtp.run(dialogue("EHLO x", auth("a"), auth("right"), "QUIT")).codes == [220, 250, 535, 421]
+    time.sleep(1.2)
+    assert smtp.run(dialogue("EHLO x", auth("right"), "QUIT")).codes == [220, 250, 235, 221]
+
+
+def test_auth_failure_count_off_with_0(smtp):
+    auth = auth_smtp(smtp)
+    smtp.write("auth_failures_per_ip", "0")
+    for _ in range(3):
+        assert smtp.run(dialogue("EHLO x", auth("a"), auth("b"), "QUIT")).codes == [220, 250, 535, 535, 221]
+    assert not (smtp.dir / "qpsmtpd.sqlite").exists()  # nothing counted, nothing opened
