@@ -33,7 +33,7 @@ Example config/plugins line (first, so later checks are skipped):
 
 import time
 
-from qpsmtpd_stdio import DECLINED, LOGERROR, LOGINFO
+from qpsmtpd_stdio import DECLINED, LOGINFO
 from qpsmtpd_stdio.digits import number
 
 
@@ -54,18 +54,9 @@ YEAR = 365 * 86400
 
 def stored(plugin, why, action):
     """action(db) on the shared store; None (logged) if the store cannot be used: then nothing is refused."""
-    from qpsmtpd_stdio import store
+    from qpsmtpd_stdio.store import with_store
 
-    db = store.open_store(plugin, plugin.opts.get("db_dir"), ("karma",), plugin.opts.get("store"))
-    if db is None:
-        return None
-    try:
-        return action(db)
-    except store.StoreError as exc:
-        plugin.log(LOGERROR, f"store error, {why}: {exc}")
-        return None
-    finally:
-        db.close()
+    return with_store(plugin, ("karma",), action, why, plugin.opts.get("db_dir"), plugin.opts.get("store"))
 
 
 def expire_at(start, now):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from . import auth
-from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGERROR, LOGINFO, LOGNOTICE, OK
+from .constants import DECLINED, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO, LOGNOTICE, OK
 from .protocol import Command, Reply
 
 
@@ -139,21 +139,11 @@ class _StoreOwner:
 
 def _failures(session, action):
     """action(db) on the auth_failures table; None if the store cannot be used (then nothing is refused)."""
-    from . import store
+    from .store import with_store
 
-    policy = state(session).policy
-    if not policy.ip_limit or not session.connection.remote_ip:
+    if not state(session).policy.ip_limit or not session.connection.remote_ip:
         return None
-    db = store.open_store(_StoreOwner(session), None, ("auth_failures",))
-    if db is None:
-        return None
-    try:
-        return action(db)
-    except store.StoreError as exc:
-        session.log(LOGERROR, f"store error, AUTH failures not counted: {exc}")
-        return None
-    finally:
-        db.close()
+    return with_store(_StoreOwner(session), ("auth_failures",), action, "AUTH failures not counted")
 
 
 def too_many_failures(session) -> bool:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import os
 
+from .constants import LOGERROR
+
 FILENAME = "qpsmtpd.sqlite"
 SYSTEM_DIR = "/var/lib/qpsmtpd"
 BUSY_TIMEOUT = 5.0  # seconds a process waits for another's write before giving up
@@ -104,6 +106,24 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
     except StoreError as exc:
         plugin.log(3, f"store {path}: {exc}")
         return None
+
+
+def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: str | None = None):
+    """action(db) on the shared store, closed after; None (logged) if it cannot be opened or fails.
+
+    Callers treat None as "no answer" and refuse nothing. `owner` is a plugin
+    (or anything with its config, config_dir and log); `why` ends the log line.
+    """
+    db = open_store(owner, db_dir, tables, url)
+    if db is None:
+        return None
+    try:
+        return action(db)
+    except StoreError as exc:
+        owner.log(LOGERROR, f"store error, {why}: {exc}")
+        return None
+    finally:
+        db.close()
 
 
 class Store:
