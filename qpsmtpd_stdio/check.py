@@ -77,7 +77,7 @@ def check_includes(config, report: Report) -> None:
 
 
 def check_settings(config, report: Report) -> None:
-    from .constants import CHOICES, DEFAULTS, LOG_LEVEL_NAMES
+    from .constants import CHOICES, DEFAULTS, LOG_LEVEL_NAMES, NOT_ZERO
     from .digits import number
 
     for name, choices in CHOICES.items():
@@ -92,6 +92,8 @@ def check_settings(config, report: Report) -> None:
                     report.problem(f"{path}:{lineno}", f"loglevel: {word!r} is not 0-7 or a name like LOGINFO")
             elif number(word) is None:
                 report.problem(f"{path}:{lineno}", f"{name}: not a number: {word!r}")
+            elif number(word) == 0 and name in NOT_ZERO:
+                report.problem(f"{path}:{lineno}", f"{name}: 0 would fail every session; it is not \"no limit\" here")
 
 
 def check_plugins(config, report: Report) -> set[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .constants import CHOICES, DEFAULTS, FLAG_WORDS
+from .constants import CHOICES, DEFAULTS, FLAG_WORDS, NOT_ZERO
 from .digits import number
 
 TYPE_CHECKING = False  # typing costs ~9 ms of imports per connection
@@ -83,9 +83,10 @@ class Config:
         value = self.get_one(name)
         if value is not None:
             found = number(value.split()[0]) if value.split() else None
-            if found is not None:
+            if found and name in NOT_ZERO or found is not None and name not in NOT_ZERO:
                 return found
-            self.warn(f"config {name}: not a number: {value!r}; using the default")
+            self.warn(f"config {name}: {'0 is not allowed' if found == 0 else 'not a number'}: {value!r}; "
+                      f"using the default")
         return int(DEFAULTS[name])
 
     def get_choice(self, name: str) -> str:

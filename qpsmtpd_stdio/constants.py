@@ -78,6 +78,10 @@ DEFAULTS = {
     "loglevel": LOGWARN,        # qpsmtpd's default
 }
 
+# Settings where 0 cannot mean "no limit" (every session would fail at once): --check refuses 0, and a
+# session warns and uses the default. Every other number in DEFAULTS takes 0 as "no limit" or "off".
+NOT_ZERO = frozenset(("timeout", "session_timeout", "max_command_length", "max_header_size", "max_header_lines"))
+
 # Config values with a fixed set of words: the first is the default. A flag's words map to on/off.
 FLAG_WORDS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False, "off": False}
 CHOICES = {

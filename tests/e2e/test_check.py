@@ -106,3 +106,27 @@ def test_a_typo_in_bare_newline_keeps_the_safe_default(smtp):
     assert r.codes == [220, 250, 250, 250, 354, 554, 221], r.stdout
     assert "config bare_newline: 'kepp' is not one of reject, keep; using reject" in r.log
     assert smtp.messages() == []
+
+
+def test_zero_where_it_cannot_mean_no_limit(smtp):
+    from qpsmtpd_stdio.constants import DEFAULTS, NOT_ZERO
+
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    for name in sorted(NOT_ZERO):
+        smtp.write(name, "0")
+    for name in sorted(set(DEFAULTS) - NOT_ZERO - {"loglevel"}):
+        smtp.write(name, "0")  # each of these takes 0 as "no limit" or "off"
+    done = check(smtp)
+    problems = done.stdout.splitlines()[:-1]
+    assert sorted(line.split(":")[0].rsplit("/", 1)[1] for line in problems) == sorted(NOT_ZERO), done.stdout
+    assert all("0 would fail every session" in line for line in problems)
+
+
+def test_a_session_survives_zero_where_it_cannot_mean_no_limit(smtp):
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    for name in ("timeout", "session_timeout", "max_command_length", "max_header_size", "max_header_lines"):
+        smtp.write(name, "0")
+    smtp.write("loglevel", "LOGWARN")
+    r = smtp.run(b"EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nSubject: z\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    assert r.codes == [220, 250, 250, 250, 354, 250, 221], r.stdout
+    assert "config timeout: 0 is not allowed" in r.log
