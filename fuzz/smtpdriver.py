@@ -87,6 +87,9 @@ def drive(chunks, *, max_command_length: int = 512, max_line_length: int = 1000,
                 out.add(("data", bytes(event.data)))
                 message += event.data
                 continue
+            if isinstance(event, p.ChunkStart):  # BDAT: its octets follow; the reply comes at EndOfChunk
+                out.add(("chunk", event.size, event.last))
+                continue
             if isinstance(event, p.ConnectionClosed):
                 out.add(("closed", event.in_data))
                 conn.close()  # as the session does
@@ -98,6 +101,17 @@ def drive(chunks, *, max_command_length: int = 512, max_line_length: int = 1000,
                 out.messages.append(bytes(message))
                 message.clear()
                 reply = p.Reply(250, "Queued", "2.0.0")
+            elif isinstance(event, p.EndOfChunk):
+                if event.last:  # a whole BDAT message: no terminator, so it is counted apart from DATA's
+                    out.add(("bdat-eom", event.stats.size))
+                    assert event.stats.size == len(message), (event.stats.size, len(message))
+                    out.messages.append(bytes(message))
+                    message.clear()
+                reply = p.Reply(250, "OK", "2.0.0")
+            elif isinstance(event, p.BadChunk):
+                out.add(("badchunk", event.reply.code))
+                message.clear()
+                reply = event.reply
             elif isinstance(event, p.Command):
                 out.add(("cmd", event.verb, event.arg))
                 reply = answer(conn, event, errors, max_errors, starttls)
@@ -142,7 +156,7 @@ def overlapping_count(data: bytes, needle: bytes) -> int:
 def check(out: Outcome, raw: bytes) -> None:
     """The invariants of every run, whatever the bytes."""
     eoms = sum(1 for e in out.events if e[0] == "eom")
-    assert eoms == len(out.messages)
+    assert eoms + sum(1 for e in out.events if e[0] == "bdat-eom") == len(out.messages)
     assert eoms <= overlapping_count(raw, TERMINATOR), "more messages than <CRLF>.<CRLF> terminators"
     wire = bytes(out.wire)
     pos = 0
