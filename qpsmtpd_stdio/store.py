@@ -41,6 +41,7 @@ from .constants import LOGERROR
 FILENAME = "qpsmtpd.sqlite"
 SYSTEM_DIR = "/var/lib/qpsmtpd"
 BUSY_TIMEOUT = 5.0  # seconds a process waits for another's write before giving up
+OPEN_ATTEMPTS = 10  # opening while others create the file: tries, 20 ms apart and growing (about 1 s in all)
 REDIS_TIMEOUT = 2.0  # seconds for a Redis connect or reply
 REDIS_PREFIX = "qpsmtpd:"
 
@@ -101,11 +102,20 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
         plugin.log(3, f"no db_dir given and {SYSTEM_DIR} does not exist: nothing is stored")
         return None
     path = os.path.join(directory, FILENAME)
-    try:
-        return Store(path, tables)
-    except StoreError as exc:
-        plugin.log(3, f"store {path}: {exc}")
-        return None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return Store(path, tables)
+        except Busy as exc:
+            # Many sessions creating a new file at once: SQLite may say "locked" at once, without its busy wait.
+            if attempt == OPEN_ATTEMPTS - 1:
+                plugin.log(LOGERROR, f"store {path}: {exc}")
+                return None
+            import time
+
+            time.sleep(0.02 * (attempt + 1))
+        except StoreError as exc:
+            plugin.log(LOGERROR, f"store {path}: {exc}")
+            return None
 
 
 def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: str | None = None):

@@ -55,3 +55,42 @@ def test_a_database_from_before_expires_is_upgraded_in_place(tmp_path):
         columns = [row[1] for row in check.execute("PRAGMA table_info(karma)")]
     assert columns[-1] == "expires"
     Store(str(path), ("karma",)).close()  # a second open finds nothing to upgrade
+
+
+class Owner:
+    def __init__(self, directory):
+        self.logged = []
+        self.config = lambda name: [str(directory)] if name == "store_dir" else []
+        self.config_dir = lambda: str(directory)
+        self.log = lambda level, message: self.logged.append(message)
+
+
+def test_open_retries_while_others_create_the_file(tmp_path, monkeypatch):
+    from qpsmtpd_stdio import store
+
+    real, calls = store.Store, []
+
+    def flaky(path, tables):
+        calls.append(path)
+        if len(calls) < 3:
+            raise store.Busy("database is locked")
+        return real(path, tables)
+
+    monkeypatch.setattr(store, "Store", flaky)
+    owner = Owner(tmp_path)
+    db = store.open_store(owner, None, ("greylist",))
+    assert db is not None and len(calls) == 3 and owner.logged == []
+    db.close()
+
+
+def test_open_gives_up_and_logs_once(tmp_path, monkeypatch):
+    from qpsmtpd_stdio import store
+
+    def busy(path, tables):
+        raise store.Busy("database is locked")
+
+    monkeypatch.setattr(store, "Store", busy)
+    monkeypatch.setattr(store, "OPEN_ATTEMPTS", 3)
+    owner = Owner(tmp_path)
+    assert store.open_store(owner, None, ("greylist",)) is None
+    assert len(owner.logged) == 1 and "database is locked" in owner.logged[0]
