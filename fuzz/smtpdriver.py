@@ -128,6 +128,8 @@ def drive(chunks, *, max_command_length: int = 512, max_line_length: int = 1000,
                 raise AssertionError(f"unknown event {event!r}")
             was_data = conn.state == p.DATA
             out.wire += conn.send(reply)
+            if conn.state not in (p.MAIL, p.RCPT, p.DATA, p.BDAT, p.CHUNKS):
+                message.clear()  # the transaction is gone (RSET, EHLO...): so are its BDAT chunks, as in the session
             if reply.code in (221, 421):
                 out.closed_by_server = True
             if was_data and conn.state != p.READY and not out.closed_by_server:
