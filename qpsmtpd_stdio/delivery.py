@@ -87,9 +87,10 @@ def deliver(host, txn, connection, config, me: str, log) -> Verdict:
     verdict = after_data("data_post", host.run("data_post", txn))
     if verdict is not None:
         return verdict
-    from .authresults import add_authentication_results  # only once a message got this far
+    if connection.notes.get("authentication_results") or txn.notes.get("authentication_results"):
+        from .authresults import add_authentication_results  # only when a plugin recorded a result
 
-    add_authentication_results(txn, connection, config, me)
+        add_authentication_results(txn, connection, config, me)
     result = host.run("queue_pre", txn)
     if result.code not in (OK, DECLINED, DONE):
         return Verdict(Reply(451, result.lines or ["Queuing failed - try again later"], "4.3.0"),
