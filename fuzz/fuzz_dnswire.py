@@ -5,7 +5,9 @@ follows a header and question that match, so the fuzzer spends its time in
 the answers. Invariants for any input: no exception; None or (status,
 records, truncated); every name read is at most 253 characters; an A/AAAA
 record is an address; time per input is bounded by libFuzzer's -timeout
-(an unbounded pointer chain or CNAME loop would show up there).
+(an unbounded pointer chain or CNAME loop would show up there). Where
+dnspython is installed, it reads the same packet and must agree
+(fuzz/dnsdiff.py says on what).
 
     python3 fuzz/fuzz_dnswire.py fuzz/corpus/dnswire -runs=1000000
 
@@ -30,6 +32,10 @@ if atheris:
 else:
     from qpsmtpd_stdio import dnswire
     from qpsmtpd_stdio.netlist import parse_ip
+try:
+    import dnsdiff
+except ImportError:  # no dnspython: the invariants alone
+    dnsdiff = None
 
 TYPES = (1, 28, 15, 16, 12, 5)
 NAME = dnswire.encode_name("a.test")
@@ -43,6 +49,9 @@ def packet(data: bytes) -> tuple[bytes, int]:
 
 def test_one_input(data: bytes) -> None:
     wire, rdtype = packet(data)
+    if dnsdiff:
+        dnsdiff.compare_reply(wire, rdtype)
+        dnsdiff.compare_name(wire, 12 + len(NAME) + 4)
     parsed = dnswire.parse_response(wire, 7, NAME, rdtype)
     if parsed is None:
         return

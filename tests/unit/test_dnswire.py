@@ -6,7 +6,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, event, given, settings, strategies as st
 
 from qpsmtpd_stdio import dnswire as wire
 
@@ -150,3 +150,75 @@ def test_mutated_dnspython_replies_never_raise(addresses, data):
     for _ in range(data.draw(st.integers(1, 8))):
         good[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
     wire.parse_response(bytes(good), 7, wire.encode_name("a.test"), 1)  # None or an answer; never an exception
+
+
+# Differential: dnspython reads the same bytes (fuzz/dnsdiff.py says what is compared) ---
+
+from dnsdiff import compare_name, compare_reply, ours_name  # noqa: E402  (fuzz/dnsdiff.py)
+
+
+# Names made of labels and pointers, mostly backwards, some not: the shapes a hostile reply uses.
+name_parts = st.lists(st.one_of(
+    st.binary(min_size=0, max_size=70).map(lambda b: bytes([min(len(b), 255)]) + b),
+    st.integers(0, 80).map(lambda target: bytes([0xC0 | target >> 8, target & 0xFF])),
+    st.sampled_from([b"\x00", b"\x40", b"\x80", b"\xff"]),
+), max_size=40).map(b"".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(name_parts, st.integers(0, 120))
+def test_names_read_as_dnspython_reads_them(data, offset):
+    compare_name(data, min(offset, len(data)))
+
+
+def test_pointer_chains_end_at_the_same_bound():
+    chain = b"\x01a\x00" + b"".join(bytes([0xC0, 2 * i - 1 if i > 1 else 0]) for i in range(1, 40))
+    for start in range(3, len(chain), 2):  # each pointer points at the one before it
+        compare_name(chain, start)
+    assert ours_name(chain, 3 + 2 * (wire.MAX_POINTERS - 1)) == ("a", 3 + 2 * wire.MAX_POINTERS)
+    assert ours_name(chain, 3 + 2 * wire.MAX_POINTERS) is None
+
+
+OWNERS = ["a.test", "A.test", "b.test", "c.test", "x.a.test", "other.test"]
+RDATA = {
+    "A": st.ip_addresses(v=4).map(str),
+    "AAAA": st.ip_addresses(v=6).map(str),
+    "CNAME": st.sampled_from(OWNERS).map(lambda n: n + "."),
+    "PTR": st.sampled_from(OWNERS + ["host.example.org"]).map(lambda n: n + "."),
+    "NS": st.sampled_from(OWNERS).map(lambda n: n + "."),
+    "MX": st.tuples(st.integers(0, 65535), st.sampled_from(OWNERS + ["."])).map(lambda t: f"{t[0]} {t[1]}."
+                                                                              .replace("..", ".")),
+    "TXT": st.lists(st.binary(max_size=40), min_size=1, max_size=3).map(
+        lambda parts: " ".join('"' + "".join(f"\\{b:03d}" for b in p) + '"' for p in parts)),
+}
+record = st.sampled_from(sorted(RDATA)).flatmap(
+    lambda rdtype: st.tuples(st.sampled_from(OWNERS), st.just(rdtype), RDATA[rdtype]))
+
+
+def build(records, qtype: str) -> bytes:
+    return reply_to("a.test", qtype, [f"{owner}. {rdtype} {rdata}" for owner, rdtype, rdata in records])
+
+
+def same_reply(data: bytes, qtype: int) -> None:
+    outcome = compare_reply(data, qtype)
+    assume(outcome != "out of scope")
+    event(outcome)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(record, max_size=12), st.sampled_from(["A", "AAAA", "MX", "TXT", "PTR", "NS"]))
+def test_replies_read_as_dnspython_reads_them(records, qtype):
+    same_reply(build(records, qtype), wire.TYPES[qtype])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(record, min_size=1, max_size=8), st.sampled_from(["A", "MX", "TXT", "PTR"]), st.data())
+def test_mutated_replies_read_as_dnspython_reads_them(records, qtype, data):
+    packet = bytearray(build(records, qtype))
+    answers = 12 + len(wire.encode_name("a.test")) + 4
+    for _ in range(data.draw(st.integers(1, 4))):  # mostly in the answers: a header or question hit is just ignored
+        where = data.draw(st.integers(data.draw(st.sampled_from([12, answers, answers])), len(packet) - 1))
+        packet[where] = data.draw(st.one_of(st.integers(0, 255), st.sampled_from([0, 1, 4, 5, 16, 0xC0, 0x3F, 0x40])))
+    if data.draw(st.booleans()):
+        packet = packet[:data.draw(st.integers(12, len(packet)))]
+    same_reply(bytes(packet), wire.TYPES[qtype])
