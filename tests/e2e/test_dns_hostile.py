@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 import random
 import resource
-import socket
-import threading
 
 import pytest
 from conftest import SIMPLE_BODY, dialogue
+from scripteddns import QNAME, UDP_MAX, ScriptedDNS, record
 
 DNS_PLUGINS = ("dnsbl", "rhsbl", "fcrdns", "resolvable_fromhost", "spf", "helo")
-UDP_MAX = 65507
 
 
 def long_name(labels: int = 3, size: int = 63) -> bytes:
@@ -36,11 +34,6 @@ def max_name() -> bytes:
     return b"\x01x" * 127 + b"\0"
 
 
-def record(owner: bytes, rtype: int, rdata: bytes) -> bytes:
-    return owner + rtype.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x3c" + len(rdata).to_bytes(2, "big") + rdata
-
-
-QNAME = b"\xc0\x0c"  # a pointer to the name in the question
 RDATA = {1: bytes([127, 0, 0, 2]), 28: bytes(15) + b"\x02", 15: b"\x00\x0a\x01x\x00", 2: b"\x01x\x00", 5: b"\x01x\x00",
          12: b"\x01x\x00"}  # well-formed, so read
 
@@ -111,57 +104,30 @@ SHAPES = {"cname_chain": cname_chain, "deep_owners": deep_owners, "stacked_names
           "txt_strings": txt_strings, "garbage": None, "truncated": None}
 
 
-class HostileServer:
-    """One UDP socket on 127.0.0.1; every query gets the same shape of answer."""
-
-    def __init__(self, shape: str | None) -> None:
-        self.shape = shape
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.queries = 0
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                query, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            self.queries += 1
-            end = 12
-            while query[end]:
-                end += 1 + query[end]
-            question = query[12:end + 5]
-            qtype = int.from_bytes(question[-4:-2], "big")
-            header = query[:2] + b"\x81\x80\x00\x01"
-            if self.shape is None:  # an ordinary server: nothing here
-                reply = query[:2] + b"\x81\x83\x00\x01\x00\x00\x00\x00\x00\x00" + question
-            elif self.shape == "garbage":
-                reply = header + b"\x00\x20\x00\x00\x00\x00" + question + random.randbytes(UDP_MAX - 12 - len(question))
-            elif self.shape == "truncated":
-                reply = query[:2] + b"\x83\x80\x00\x01\x00\x00\x00\x00\x00\x00" + question
-            else:
-                answers = SHAPES[self.shape](12 + len(question), qtype)
-                reply = header + len(answers).to_bytes(2, "big") + b"\x00\x00\x00\x00" + question + b"".join(answers)
-            self.sock.sendto(reply[:UDP_MAX], peer)
-
-    def close(self) -> None:
-        self.sock.close()
+def hostile(shape: str | None):
+    """The answer function for ScriptedDNS: the shape for every question (None: an ordinary NXDOMAIN)."""
+    def answer(qname: str, qtype: int, question: bytes):
+        if shape is None:
+            return 3, []
+        if shape == "garbage":
+            return b"\x81\x80\x00\x01\x00\x20\x00\x00\x00\x00" + question + random.randbytes(UDP_MAX)
+        if shape == "truncated":
+            return b"\x83\x80\x00\x01\x00\x00\x00\x00\x00\x00" + question
+        return 0, SHAPES[shape](12 + len(question), qtype)
+    return answer
 
 
 def session_cpu(smtp, shape: str | None) -> tuple[float, object, int]:
-    server = HostileServer(shape)
+    server = ScriptedDNS(hostile(shape))
     try:
-        smtp.write("dns_servers", f"127.0.0.1 {server.port}")
+        smtp.write("dns_servers", server.servers_line)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = smtp.run(dialogue("EHLO client.example.org", "MAIL FROM:<a@example.org>", "RCPT TO:<bob@example.test>",
                               "DATA", "QUIT", body=SIMPLE_BODY), TCPREMOTEIP="192.0.2.77")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         server.close()
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, r, server.queries
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, r, len(server.queries)
 
 
 @pytest.fixture
