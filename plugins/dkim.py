@@ -44,7 +44,7 @@ may remove X-Spam-* fields that a signature covers):
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, LOGWARN, dns
-from qpsmtpd_stdio.authresults import add_auth_result, quote
+from qpsmtpd_stdio.authresults import add_auth_result
 from qpsmtpd_stdio.dmarcpolicy import from_domains
 
 
@@ -68,8 +68,12 @@ def hook_data_post(plugin, txn):
     txn.notes["dkim_pass_domains"] = [r["domain"] for r in results if r["result"] == "pass"]
     best = min((r["result"] for r in results), key=RANK.index, default="none")
     conn.notes["dkim_result"] = best
-    for entry in [entry_text(r) for r in results] or ["dkim=none"]:
-        add_auth_result(txn.notes, entry)
+    for r in results:
+        add_auth_result(txn.notes, "dkim", r["result"], [("header.d", r["domain"] or None), ("header.i", r["identity"] or None),
+                        ("header.s", r["selector"] or None), ("header.b", r["b"] or None)],
+                        comment=r["reason"] if r["result"] != "pass" else "")
+    if not results:
+        add_auth_result(txn.notes, "dkim", "none")
     conn.notes["karma"] = conn.notes.get("karma", 0) + {"pass": 1, "fail": -1}.get(best, 0)
     plugin.log(LOGINFO, ", ".join(f"{r['result']} {r['domain']}" + (f" ({r['reason']})" if r["reason"] else "")
                                  for r in results) or "none, no signature")
@@ -79,16 +83,6 @@ def hook_data_post(plugin, txn):
         return DECLINED
     failed = next(r for r in results if r["result"] == "fail")
     return plugin.get_reject(f"DKIM signature invalid ({failed['reason'] or 'fail'})", "signature failed", enhanced="7.20")
-
-
-def entry_text(r):
-    """`dkim=RESULT (reason) header.d=... header.i=... header.s=... header.b=...`, every value quoted if need be."""
-    parts = [f"dkim={r['result']}"] + ([f"({r['reason']})"] if r["reason"] and r["result"] != "pass" else [])
-    for key, value in (("header.d", r["domain"]), ("header.i", r["identity"]), ("header.s", r["selector"]),
-                       ("header.b", r["b"])):
-        if value:
-            parts.append(f"{key}={quote(value)}")
-    return " ".join(parts)
 
 
 def sign(plugin, txn):

@@ -41,7 +41,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns
-from qpsmtpd_stdio.authresults import add_auth_result, quote, remove_forged
+from qpsmtpd_stdio.authresults import add_auth_result, remove_forged
 from qpsmtpd_stdio.dmarcpolicy import MILDER, aligned, from_domains, org_domain, parse_record
 
 
@@ -65,7 +65,7 @@ def hook_data_post(plugin, txn):
         if not domains:
             plugin.log(LOGINFO, "skip, no From domain")
             return DECLINED
-        add_auth_result(txn.notes, "dmarc=permerror (more than one From domain)")
+        add_auth_result(txn.notes, "dmarc", "permerror", comment="more than one From domain")
         return plugin.get_reject("A message must have one From address", "several From domains", enhanced="7.1")
     domain = domains.pop()
     org = org_domain(domain)
@@ -73,7 +73,7 @@ def hook_data_post(plugin, txn):
     record, at_org = None, False
     for answer, is_org in zip(answers, (domain == org, True)):
         if answer.temporary:
-            add_auth_result(txn.notes, f"dmarc=temperror header.from={quote(domain)}")
+            add_auth_result(txn.notes, "dmarc", "temperror", [("header.from", domain)])
             plugin.log(LOGWARN, f"policy lookup for {domain}: {answer.status}; accepting")
             return DECLINED
         found = [r for r in answer.records if r[:8].lower() == "v=dmarc1" and r[8:9] in ("", ";", " ", "\t")]
@@ -82,7 +82,7 @@ def hook_data_post(plugin, txn):
             break
     if not record:
         plugin.log(LOGINFO, f"skip, no policy for {domain}")
-        add_auth_result(txn.notes, f"dmarc=none header.from={quote(domain)}")
+        add_auth_result(txn.notes, "dmarc", "none", [("header.from", domain)])
         return DECLINED
     dkim_ok = [d for d in txn.notes.get("dkim_pass_domains", []) if aligned(d, domain, org, record["adkim"])]
     spf = txn.notes.get("dmarc_spf") or own_spf(plugin, txn)
@@ -90,14 +90,14 @@ def hook_data_post(plugin, txn):
     policy = record["sp"] if at_org and domain != org and record.get("sp") else record["p"]
     shown = f"p={record['p']}" + (f" sp={record['sp']}" if record.get("sp") else "") + f" pct={record['pct']}"
     if dkim_ok or spf_ok:
-        add_auth_result(txn.notes, f"dmarc=pass ({shown} dis=none) header.from={quote(domain)}")
+        add_auth_result(txn.notes, "dmarc", "pass", [("header.from", domain)], comment=f"{shown} dis=none")
         txn.notes["dmarc"] = {"result": "pass", "domain": domain, "policy": policy, "disposition": "none"}
         plugin.log(LOGINFO, f"pass, {domain} aligned by {'DKIM' if dkim_ok else 'SPF'}")
         return DECLINED
     import random
 
     disposition = policy if random.randrange(100) < record["pct"] else MILDER[policy]
-    add_auth_result(txn.notes, f"dmarc=fail ({shown} dis={disposition}) header.from={quote(domain)}")
+    add_auth_result(txn.notes, "dmarc", "fail", [("header.from", domain)], comment=f"{shown} dis={disposition}")
     txn.notes["dmarc"] = {"result": "fail", "domain": domain, "policy": policy, "disposition": disposition}
     plugin.log(LOGINFO, f"fail, {domain}: no aligned SPF or DKIM pass; policy {policy}, disposition {disposition}")
     if disposition != "none":

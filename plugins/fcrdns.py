@@ -139,7 +139,5 @@ def evaluate(plugin):
             conn.remote_host = verified
     names = ", ".join(name for name, _ in plugin.forward or ())
     plugin.log(LOGINFO, f"{result}, {ip}" + (f" is {verified}" if verified else f" PTR: {names or ptr.status}"))
-    comment = f" ({dns.printable(verified, 255)})" if verified else ""
-    value = f'"{ip}"' if ":" in ip else ip  # RFC 8601 values with ":" are quoted
-    add_auth_result(conn.notes, f"iprev={result} policy.iprev={value}{comment}")
+    add_auth_result(conn.notes, "iprev", result, [("policy.iprev", ip)], comment=verified or "")
     return plugin.result

@@ -37,7 +37,7 @@ Example config/plugins line:
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns
 from qpsmtpd_stdio.digits import number
-from qpsmtpd_stdio.authresults import add_auth_result, quote
+from qpsmtpd_stdio.authresults import add_auth_result
 from qpsmtpd_stdio.spf import check_host, received_spf, resolver_lookup
 
 # result -> (lowest `reject` level that refuses with 4xx, lowest that refuses with 5xx, word in the reply)
@@ -75,7 +75,7 @@ def hook_mail(plugin, txn, sender, params):
     txn.notes["spf_identity"] = (scope, address, helo)
     txn.notes["dmarc_spf"] = {"domain": result.domain, "scope": scope, "result": result.result}
     key = "smtp.mailfrom" if scope == "mailfrom" else "smtp.helo"
-    add_auth_result(txn.notes, f"spf={result.result} {key}={quote(result.domain)}")
+    add_auth_result(txn.notes, "spf", result.result, [(key, result.domain)])
     code = result.result
     why = dns.printable(result.explanation or result.why or f"{code} for {result.domain}")
     plugin.log(LOGINFO, f"{code}, {result.domain}: {result.mechanism or why}")

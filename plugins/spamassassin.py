@@ -40,6 +40,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGERROR, LOGINFO
+from qpsmtpd_stdio.headers import unstructured
 MAX_REPLY = 1 << 20  # octets of spamd's answer read at most
 
 
@@ -84,7 +85,7 @@ def hook_data_post(plugin, txn):
             fields.append(("X-Spam-Status", f"{'Yes' if verdict[0] else 'No'}, score={verdict[1]} required={verdict[2]}"))
         for name, value in reversed(fields):
             if name.lower() != "x-spam-prev-subject":
-                txn.header.add_folded(name, value.split("\n"), prepend=True)
+                txn.header.add_folded(name, [unstructured(line) for line in value.split("\n")], prepend=True)
     notes = conn.notes
     notes["karma"] = notes.get("karma", 0) - verdict[0] + {"ham": 1, "spam": -1}.get(result.get("autolearn"), 0)
     threshold = opts.get("munge_subject_threshold")
@@ -143,7 +144,8 @@ def scan(plugin, txn):
             fields[-1][1].append(line.strip())
         elif line.lower().startswith("x-spam-") and ":" in line:
             name, _, value = line.partition(":")
-            fields.append((name.strip(), [value.strip()]))
+            if all("!" <= c <= "~" for c in name):  # a field name, or not a field
+                fields.append((name, [value.strip()]))
     return [(name, "\n".join(v for v in values if v)) for name, values in fields], verdict
 
 

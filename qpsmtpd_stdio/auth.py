@@ -185,14 +185,6 @@ def check_password(stored: str, password: str | None = None, hash: str | None = 
     return False
 
 
-def result_value(user: str) -> str:
-    """`user` as an Authentication-Results pvalue (RFC 8601): bare if it is a token or an address, else quoted."""
-    special = '()<>,;:\\"[]?= \t'
-    if user and all(c.isprintable() and c not in special for c in user):
-        return user
-    return '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _number(value: str | None, default: float) -> float:
     try:
         return max(0.0, float(value.split()[0])) if value else default

@@ -99,9 +99,9 @@ def succeeded(session, mechanism: str, user: str) -> None:
     conn = session.connection
     conn.auth_user, conn.auth_mechanism = user, mechanism
     conn.relay_client = True  # as qpsmtpd: an authenticated client may relay
-    entry = f"auth=pass smtp.auth={auth.result_value(user)}"
-    found = conn.notes.get("authentication_results")
-    conn.notes["authentication_results"] = f"{found}; {entry}" if found else entry
+    from .authresults import add_auth_result
+
+    add_auth_result(conn.notes, "auth", "pass", [("smtp.auth", user)])
     session.log(LOGINFO, f"AUTH {mechanism} succeeded for {user!r}")
     session.respond(Reply(235, f"{mechanism} authentication successful for {user}", "2.7.0"))
 

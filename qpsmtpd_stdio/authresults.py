@@ -1,19 +1,38 @@
 """Authentication-Results (RFC 8601): plugins record entries, the core writes one field.
 
-A plugin calls `add_auth_result(txn.notes, "spf=pass smtp.mailfrom=example.org")`
-(or with the connection's notes, for results about the client); after
+A plugin records a verdict, never text:
+
+    add_auth_result(txn.notes, "spf", "pass", [("smtp.mailfrom", domain)])
+    add_auth_result(conn.notes, "iprev", "pass", [("policy.iprev", ip)], comment=name)
+
+(transaction notes, or the connection's for results about the client). The
+method, result and property names are keywords the plugin chooses; every
+value is quoted here (`quote`) and the comment made an RFC 5322 comment, so
+nothing a client, a DNS answer or a filter says can change the field. After
 data_post, delivery.py calls `add_authentication_results()`, which writes one
 field with every entry, so results found late in data_post (dkim, dmarc) are in it too.
 """
 
 from __future__ import annotations
 
+from .headers import comment as as_comment
 
-def add_auth_result(notes: dict, entry: str) -> None:
-    """Record `entry` (`spf=pass smtp.mailfrom=example.org`) in connection or transaction notes, as qpsmtpd does.
+_KEYWORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
 
-    add_authentication_results() writes them as one field after data_post.
+
+def add_auth_result(notes: dict, method: str, result: str, properties=(), comment: str = "") -> None:
+    """Record `method=result (comment) ptype.property=value ...` in `notes` (RFC 8601 2.2).
+
+    `properties` is a list of (ptype.property, value); a value of None is left out.
+    Raises ValueError if method, result or a property name is not a keyword:
+    that is the plugin's own text, and a mistake in it must not reach a header.
     """
+    for word in (method, result, *(name for name, _ in properties)):
+        if not word or not set(word) <= _KEYWORD:
+            raise ValueError(f"not an Authentication-Results keyword: {word!r}")
+    parts = [f"{method}={result}"] + ([as_comment(comment)] if comment else [])
+    parts += [f"{name}={quote(value)}" for name, value in properties if value is not None]
+    entry = " ".join(parts)
     found = notes.get("authentication_results")
     notes["authentication_results"] = f"{found}; {entry}" if found else entry
 
@@ -35,18 +54,29 @@ def add_authentication_results(txn, connection, config, me: str) -> None:
 
 
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._+")
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
 
 
 def quote(value: str) -> str:
-    """An RFC 8601 property value: a token as it is, else a quoted-string; controls dropped, bounded.
+    """An RFC 8601 property value: a token or `[local-part] "@" domain` as it is, else a quoted-string; bounded.
 
-    Every value a plugin puts in an entry goes through here, so a hostile
-    signature (`d=x\\;`) cannot leave a string open and hide the next verdict.
+    Controls and non-ASCII are dropped. Every value a plugin records goes
+    through here, so a hostile signature (`d=x\\;`) cannot leave a string
+    open and hide the next verdict.
     """
-    value = "".join(c for c in value[:255] if c.isprintable() and c.isascii())
-    if value and value.count("@") <= 1 and all(c in _PLAIN for c in value.replace("@", "")):
-        return value  # a token, or RFC 8601's [local-part] "@" domain form
+    value = "".join(c for c in value[:255] if " " <= c <= "~")
+    local, at, domain = value.rpartition("@")
+    if not at and value and set(value) <= _PLAIN:
+        return value  # a token
+    if at and _dot_atom(local, _PLAIN, empty=True) and "." in domain and _dot_atom(domain, _LDH):
+        return value  # [local-part] "@" domain
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _dot_atom(text: str, chars: frozenset, empty: bool = False) -> bool:
+    if not text:
+        return empty
+    return all(part and set(part) <= chars for part in text.split("."))
 
 
 def remove_forged(header, authserv: str) -> int:

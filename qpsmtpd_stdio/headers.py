@@ -89,6 +89,23 @@ class Headers:
         return b"".join(out)
 
 
+def unstructured(text: str, limit: int = 900) -> str:
+    """Text from outside (a filter's verdict, a virus name) as RFC 5322 unstructured text: printable ASCII, bounded.
+
+    Controls (CR, LF, NUL...) become spaces; any other character that is not
+    ASCII becomes "?": plugin-written fields stay 7-bit whatever they quote.
+    """
+    text = text[:limit]
+    if text.isascii() and text.isprintable():
+        return text.strip()
+    return "".join(c if " " <= c <= "~" else "?" if c.isprintable() else " " for c in text).strip()
+
+
+def comment(text: str, limit: int = 255) -> str:
+    """`text` as one RFC 5322 comment, parentheses included: printable ASCII, with `\\`, `(` and `)` quoted."""
+    return "(" + unstructured(text, limit).replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
 def clean(text: str) -> str:
     """One line of header text: CR, LF and other controls become spaces."""
     if text.isprintable():

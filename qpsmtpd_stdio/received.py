@@ -30,9 +30,12 @@ def rfc5322_date(when: float | None = None) -> str:
     )
 
 
+_SPECIALS = frozenset('()\\";')  # would open a comment or a quoted string, or end the tokens
+
+
 def safe(text: str, limit: int = 255) -> str:
-    """Client-supplied text fit for a header: printable ASCII only, no space, bounded."""
-    out = "".join(c if "!" <= c <= "~" else "?" for c in text[:limit])
+    """Client-supplied text as one token of the field: printable ASCII, no space or specials, bounded."""
+    out = "".join(c if "!" <= c <= "~" and c not in _SPECIALS else "?" for c in text[:limit])
     return out or "unknown"
 
 

@@ -430,8 +430,10 @@ _COMMENTS = {
 
 def received_spf(result: Result, ip: str, sender: str, helo: str, receiver: str, identity: str) -> list[str]:
     """The Received-SPF value as lines to fold: result (comment), then key=value pairs."""
-    who = dns.printable(sender or f"postmaster@{helo}")
-    lines = [f"{result.result} ({dns.printable(receiver)}: {_COMMENTS[result.result].format(who=who, ip=ip)})"]
+    from .headers import comment
+
+    who = sender or f"postmaster@{helo}"
+    lines = [f"{result.result} " + comment(f"{receiver}: {_COMMENTS[result.result].format(who=who, ip=ip)}")]
     pairs = [("client-ip", ip), ("envelope-from", sender), ("helo", helo), ("receiver", receiver),
              ("identity", identity)]
     if result.mechanism:
@@ -443,8 +445,10 @@ def received_spf(result: Result, ip: str, sender: str, helo: str, receiver: str,
 
 
 def dot_atom_or_quoted(value: str) -> str:
-    """A Received-SPF value (RFC 7208 9.1): a dot-atom as it is, else a quoted-string."""
-    value = dns.printable(value, 255)
+    """A Received-SPF value (RFC 7208 9.1): a dot-atom as it is, else a quoted-string; printable ASCII."""
+    from .headers import unstructured
+
+    value = unstructured(value, 255)
     if value and all(c.isalnum() or c in "!#$%&'*+-/=?^_`{|}~." for c in value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

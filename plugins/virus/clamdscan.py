@@ -34,6 +34,7 @@ Example config/plugins line:
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE
+from qpsmtpd_stdio.headers import unstructured
 
 CHUNK = 1 << 16
 
@@ -74,7 +75,7 @@ def hook_data_post(plugin, txn):
         if _yes(opts["deny_viruses"]):
             return DENY, f"5.7.1 Virus found: {found}"
         txn.header.add("X-Virus-Found", "Yes", prepend=True)
-        txn.header.add("X-Virus-Details", found, prepend=True)
+        txn.header.add("X-Virus-Details", unstructured(found), prepend=True)
         return DECLINED
     plugin.log(LOGINFO, "pass, clean")
     me = (plugin.config("me") or ["localhost"])[0]

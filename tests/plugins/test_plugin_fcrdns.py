@@ -54,7 +54,7 @@ def test_results(smtp, ip, result, host):
     assert r.connection.notes.get("fcrdns_host") == host
     header = r.queued[0].header.get("Authentication-Results")
     value = f'"{ip}"' if ":" in ip else ip
-    assert header == f"mx.example.test; iprev={result} policy.iprev={value}" + (f" ({host})" if host else "")
+    assert header == f"mx.example.test; iprev={result}" + (f" ({host})" if host else "") + f" policy.iprev={value}"
 
 
 def test_verified_name_goes_into_received(smtp):
