@@ -40,10 +40,12 @@ class ReplyReader:
             raise BenchError(f"expected {code}, got {text!r}")
 
 
-def client_session(sock: socket.socket, rcpts: list[str], message: bytes | Path, n_msgs: int = 1) -> float:
+def client_session(sock: socket.socket, rcpts: list[str], message: bytes | Path, n_msgs: int = 1,
+                   final: int = 250) -> float:
     """One pipelined session (RFC 2920 groups): EHLO | MAIL RCPT.. DATA | body . QUIT.
 
-    Returns the seconds from the first body byte sent to the 250 after the final dot (of the last message).
+    Returns the seconds from the first body byte sent to the reply after the final dot (of the last
+    message), which must be `final`.
     """
     rd = ReplyReader(sock)
     rd.expect(220)
@@ -65,7 +67,7 @@ def client_session(sock: socket.socket, rcpts: list[str], message: bytes | Path,
         else:
             sock.sendall(message)
         sock.sendall(b".\r\nQUIT\r\n" if last else b".\r\n")
-        rd.expect(250)
+        rd.expect(final)
         data_secs = time.perf_counter() - t0
     rd.expect(221)
     sock.settimeout(10)

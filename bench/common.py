@@ -44,12 +44,16 @@ DNSBL_ZONE, RHSBL_ZONE = "dnsbl.test", "rhsbl.test"
 SETS = ("a", "b", "c", "d")
 
 
-def load_dnsserver():
-    """tests/support/dnsserver.py (the tests' real dnsmasq fixture), loaded from its file: no copy of it here."""
-    spec = importlib.util.spec_from_file_location("qpsmtpd_bench_dnsserver", ROOT / "tests" / "support" / "dnsserver.py")
+def load_support(name: str):
+    """tests/support/NAME.py (the tests' dnsmasq fixture, the message shapes), loaded from its file: no copy here."""
+    spec = importlib.util.spec_from_file_location(f"qpsmtpd_bench_{name}", ROOT / "tests" / "support" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_dnsserver():
+    return load_support("dnsserver")
 
 
 def port53_free() -> bool:
@@ -92,9 +96,9 @@ STUB_HOOKS = {
     "headers": ["data_post"],
 }
 
-QUICK = dict(reps=3, rcpt_counts=[1, 10], plugin_counts=[0, 10, 30], sizes_mib=[1, 10], tput_reps=2,
+QUICK = dict(reps=3, rcpt_counts=[1, 10], plugin_counts=[0, 10, 30], sizes_mib=[1, 10], tput_reps=2, shape_mib=1,
              qp_sizes_mib=[1, 10], xinetd_conc=[1, 4, 16], xinetd_secs=0.5, xinetd_reps=1, big_msgs=5)
-FULL = dict(reps=20, rcpt_counts=[1, 10, 100], plugin_counts=[0, 10, 30], sizes_mib=[1, 100, 1024], tput_reps=5,
+FULL = dict(reps=20, rcpt_counts=[1, 10, 100], plugin_counts=[0, 10, 30], sizes_mib=[1, 100, 1024], tput_reps=5, shape_mib=10,
             qp_sizes_mib=[1, 100, 1024], xinetd_conc=[1, 4, 16], xinetd_secs=5.0, xinetd_reps=3, big_msgs=10)
 
 

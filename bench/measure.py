@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from client import client_session, free_port, load_run, make_message, wait_listening, write_message_file
-from common import BenchError, HERE, MiB, ORACLE, PERL, ROOT, log, stats, summarize
+from common import BenchError, HERE, MiB, ORACLE, PERL, ROOT, load_support, log, stats, summarize
 from prepare import Setup
 from report import evaluate, importtime_report, importtime_table, make_plot, render
 
@@ -55,7 +55,7 @@ class Bench(Setup):
 
     def one_session(self, server: str, cfg: Path | None, rcpts: list[str], message, n_msgs: int = 1,
                     timeout: float = 120.0, extra_args: list[str] | None = None,
-                    prefix: list[str] | None = None) -> dict:
+                    prefix: list[str] | None = None, final: int = 250) -> dict:
         argv, env, cwd = self.argv_for(server, cfg)
         if extra_args:
             argv = argv[:1] + extra_args + argv[1:]
@@ -73,7 +73,7 @@ class Bench(Setup):
         error, data_secs = None, None
         try:
             if server in ("py", "qp"):
-                data_secs = client_session(parent, rcpts, message, n_msgs)
+                data_secs = client_session(parent, rcpts, message, n_msgs, final)
         except (BenchError, OSError) as exc:
             error = str(exc)
         finally:
@@ -182,6 +182,29 @@ class Bench(Setup):
                 entry[k] = summarize(v, rate=True)
             self.results["messages"][str(size)] = entry
             path.unlink()
+
+    # 3b: hostile shapes of message: CPU against an ordinary message of the same size -----------
+    def shapes(self) -> None:
+        size = self.p["shape_mib"] * MiB
+        plain = self.work / "msg-plain.eml"
+        write_message_file(plain, size)
+        cases = {"ordinary text": (plain, 250)}
+        cases.update(load_support("shapes").shapes(size))
+        reps = self.p["tput_reps"]
+        runs: dict[str, list] = {name: [] for name in cases}
+        log(f"message shapes of {self.p['shape_mib']} MiB: {reps} runs each of {len(cases)}")
+        cfg = self.cfg["b", "py"]
+        (cfg / "databytes").write_text(f"{4 * size}\n")
+        try:
+            for _ in range(reps + 1):  # the first round warms the caches and is dropped
+                for name, (message, code) in cases.items():
+                    runs[name].append(self.one_session("py", cfg, ["bob@example.test"], message, timeout=600, final=code))
+                    self.clean_maildirs()
+        finally:
+            (cfg / "databytes").unlink()
+        self.results["shapes"] = {"size_mib": self.p["shape_mib"], "codes": {name: c for name, (_, c) in cases.items()},
+                                  "rows": {name: summarize(v[1:]) for name, v in runs.items()}}
+        plain.unlink()
 
     # 4: under xinetd ---------------------------------------------------------------------------
     def xinetd(self) -> None:
@@ -335,8 +358,8 @@ class Bench(Setup):
             self.build_configs()
             if "c" in self.sets and "latency" not in self.opts.skip:
                 self.setup_dns()
-            steps = [("latency", self.latency), ("messages", self.messages), ("xinetd", self.xinetd),
-                     ("profiles", self.profiles)]
+            steps = [("latency", self.latency), ("messages", self.messages), ("shapes", self.shapes),
+                     ("xinetd", self.xinetd), ("profiles", self.profiles)]
             for name, fn in steps:
                 if name in self.opts.skip:
                     self.notes.append(f"--skip {name}: not measured in this run.")

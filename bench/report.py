@@ -344,6 +344,25 @@ def render(b: Bench) -> str:
                "so only the RSS of that row is meant for comparison.")
     out.append("")
 
+    S = R.get("shapes")
+    out.append(f"## 3b. Hostile shapes of message: CPU (ms) and peak RSS (MB), {S['size_mib'] if S else '—'} MiB each, "
+               "(b) plugin set, against an ordinary message in the same run")
+    out.append("")
+    out.append("| message | CPU ms | ×ordinary | peak RSS MB | reply after the dot |")
+    out.append("|---|---|---|---|---|")
+    if S:
+        base = S["rows"].get("ordinary text")
+        for name, e in S["rows"].items():
+            out.append(f"| {name} | {fmt(e, 'cpu_ms', digits=0)} | {cpu_ratio(e, base)} | {fmt(e, 'rss_kb', 1 / 1024)} | "
+                       f"{S['codes'][name]} |")
+    else:
+        out.append("| — | not measured in this run | | | |")
+    out.append("")
+    out.append("CPU is the server's user + system time for the whole session (start-up, spooling, the queue's fsyncs "
+               "where the message is taken). A shape costing many times an ordinary message would be a quadratic "
+               "or per-line cost in the DATA path; tests/e2e/test_message_shapes.py holds the memory bound.")
+    out.append("")
+
     out.append("## 4. Under xinetd (loopback, 2 KB messages; median (min–max) of "
                f"{b.p['xinetd_reps']} runs of {b.p['xinetd_secs']:g} s)")
     out.append("")

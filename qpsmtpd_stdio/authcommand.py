@@ -48,7 +48,7 @@ def command(session, arg: str) -> None:
     if too_many_failures(session):
         session.log(LOGNOTICE, f"AUTH from [{conn.remote_ip}] refused: {policy.ip_limit} failures from it within "
                                f"{policy.ip_window:g}s")
-        session.respond(Reply(421, f"{session.me} Too many authentication failures from your address", "4.7.0"))
+        return session.respond(Reply(421, f"{session.me} Too many authentication failures from your address", "4.7.0"))
     mechanism, _, initial = arg.strip().partition(" ")
     mechanism = mechanism.upper()
     known = auth.available(session.host.has)

@@ -10,20 +10,13 @@ import sys
 import pytest
 
 from conftest import BIN
+from shapes import shapes
 from test_engine import peak_rss_kib
 
 SIZE = 10 << 20
 F_SETPIPE_SZ = 1031  # Linux fcntl
 HEAD = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.test>\r\nDATA\r\n"
-SHAPES = {
-    # name: (the message as sent, stuffed; the reply expected at its end)
-    "dot-lines": (b"Subject: s\r\n\r\n" + b"..\r\n" * (SIZE // 4), 250),
-    "double-dot-lines": (b"Subject: s\r\n\r\n" + b"...\r\n" * (SIZE // 5), 250),
-    "one-octet-lines": (b"Subject: s\r\n\r\n" + b"x\r\n" * (SIZE // 3), 250),
-    "999-octet-lines": (b"Subject: s\r\n\r\n" + (b"y" * 997 + b"\r\n") * (SIZE // 999), 250),
-    "bare-cr-run": (b"Subject: s\r\n\r\n" + b"\r" * SIZE + b"\r\n", 554),
-    "million-header-lines": (b"X: y\r\n" * 1_000_000 + b"\r\nbody\r\n", 552),
-}
+SHAPES = shapes(SIZE)  # "million-header-lines" is 1,048,576 lines of `X: y`
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
