@@ -1,6 +1,6 @@
 """dnsbl - refuse mail from clients whose IP address is on a DNS blocklist
 
-Arguments: `dnsbl [reject 0|1|naughty] [reject_type perm|temp|disconnect|temp_disconnect]`
+Arguments: `dnsbl [reject 0|1|naughty] [reject_type perm|temp|disconnect|temp_disconnect] [timeout N]`
 
   reject       1 (default): refuse every RCPT, except to postmaster, abuse,
                mailer-daemon and root, with the list's reason; 0: only log;
@@ -9,6 +9,7 @@ Arguments: `dnsbl [reject 0|1|naughty] [reject_type perm|temp|disconnect|temp_di
   reject_type  perm (default: 550), temp (450), disconnect (550, then hang
                up), temp_disconnect (421). A single argument is read as
                reject_type, as qpsmtpd does.
+  timeout      seconds each of its DNS queries waits (default: dns_timeout).
 
 The queries (A, and TXT for the reason) go out at connect, for every zone at
 once, in the reversed form of RFC 5782 (`4.3.2.1.zone`, or 32 reversed

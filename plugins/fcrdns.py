@@ -8,8 +8,8 @@ Arguments: `fcrdns [reject 0|1|naughty] [reject_type temp|perm|disconnect|temp_d
                the connection note `naughty` for a later `naughty` plugin.
   reject_type  temp (default: 450), perm (550), disconnect, temp_disconnect.
                A temperror is always refused as temporary (450).
-  timeout      accepted for qpsmtpd's config; the DNS timeouts are the
-               config files dns_timeout and dns_budget (qpsmtpd_stdio/dns.py).
+  timeout      seconds each of its DNS queries waits for a server (default:
+               config dns_timeout); dns_budget bounds all (qpsmtpd_stdio/dns.py).
 
 The PTR query goes out at connect. As soon as its answer is in (looked at,
 without waiting, at HELO/EHLO and MAIL), the A or AAAA queries for each name

@@ -10,7 +10,7 @@ Arguments: `helo [policy lenient|rfc|strict] [dns 0|1] [reject 0|1|naughty] [rej
                (no_forward_dns, no_reverse_dns) and strict (+ no_matching_dns).
   reject       1 (default): refuse; 0: only log; naughty: leave it to `naughty`.
   reject_type  disconnect (default: 550, then hang up), perm, temp, temp_disconnect.
-  timeout      accepted for qpsmtpd's config; see dns_timeout and dns_budget.
+  timeout      seconds each of its DNS queries waits (default: dns_timeout).
 
 Config file badhelo: one name or pattern a line. A line holding any of
 {}[]()^$|*+?\! is a regular expression searched case-insensitively (a leading

@@ -55,6 +55,7 @@ NOTE = "dns.resolver"   # connection note holding the connection's Resolver
 FINAL = frozenset(("NOERROR", "NXDOMAIN", "BADNAME"))
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_BUDGET = 30.0
+MAX_TIMEOUT = 60.0  # a plugin's `timeout` argument beyond this is taken as this
 RESOLV_CONF = "/etc/resolv.conf"
 
 
@@ -111,13 +112,28 @@ def ptr_name(ip: str) -> str:
 
 # The resolver -----------------------------------------------------------------
 def resolver(plugin) -> Resolver:
-    """The connection's resolver, made from the config on first use."""
+    """The connection's resolver, made from the config on first use.
+
+    A plugin's own `timeout N` argument (qpsmtpd's, on dnsbl, fcrdns, helo...)
+    sets how long each of its queries waits for one server; dns_budget still
+    bounds them all.
+    """
     notes = plugin.connection.notes
     found = notes.get(NOTE)
     if found is None:
         found = notes[NOTE] = Resolver.from_config(plugin.config, plugin.log)
     found.log = plugin.log  # its log lines name the plugin that asked last
+    found.query_timeout = _argument_seconds(plugin.args, found.timeout)
     return found
+
+
+def _argument_seconds(args: list[str], default: float) -> float:
+    for key, value in zip(args, args[1:]):
+        if key.lower() == "timeout":
+            digits = value.replace(".", "", 1)
+            seconds = float(value) if digits.isascii() and digits.isdigit() and len(value) < 10 else 0.0
+            return min(seconds, MAX_TIMEOUT) if seconds > 0 else default
+    return default
 
 
 def close(plugin) -> None:
@@ -132,6 +148,7 @@ class Resolver:
                  budget: float = DEFAULT_BUDGET, log=None) -> None:
         self.servers = servers or [("127.0.0.1", 53)]
         self.timeout = timeout
+        self.query_timeout = timeout  # for the next queries: the asking plugin's `timeout`, else dns_timeout
         self.budget = budget
         self.spent = 0.0          # seconds spent on DNS so far: waiting, and reading replies
         self.waited = 0.0         # of which blocked in select() for an answer a plugin asked for
@@ -248,6 +265,7 @@ class Query:
         self.wire_name = encode_name(name)
         self.attempt = 0
         self.attempts = max(2, len(resolver.servers))
+        self.timeout = resolver.query_timeout
         self.sock = None
         self.id = 0
         self.deadline = 0.0
@@ -272,7 +290,7 @@ class Query:
             self.sock.close()
             self.sock = None
         self.id = int.from_bytes(os.urandom(2), "big")
-        self.deadline = time.monotonic() + resolver.timeout
+        self.deadline = time.monotonic() + self.timeout
         try:
             self.sock = _socket.socket(family, _socket.SOCK_DGRAM)
             self.sock.setblocking(False)

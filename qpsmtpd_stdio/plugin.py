@@ -19,6 +19,7 @@ class Plugin:
         self.path = path
         self._host = host
         self.hooks: dict[str, object] = {}
+        self._loglevel = _loglevel_argument(args)
 
     def __repr__(self) -> str:
         return f"<plugin {self.name}>"
@@ -32,6 +33,10 @@ class Plugin:
         return self._host.config.get(name)
 
     def log(self, level: int, message: str) -> None:
+        """Log at `level`, as changed by the plugin's own `loglevel` argument (qpsmtpd's adjust_log_level)."""
+        adjust = self._loglevel
+        if adjust:
+            level = int(adjust) if adjust.isdigit() else max(0, min(7, level + int(adjust)))
         self._host.log(level, message, self.name)
 
     def client_has_sent(self, wait: float = 0) -> bool:
@@ -164,3 +169,15 @@ def normalise(value, plugin_name: str) -> HookResult:
     else:
         raise TypeError(f"hook returned message {text!r}, not a string or list of strings")
     return HookResult(code, lines, plugin_name)
+
+
+def _loglevel_argument(args: list[str]) -> str:
+    """`loglevel N|+N|-N` among a plugin's arguments, as qpsmtpd reads it for every plugin ("" if none or bad).
+
+    N (0-7) logs all of the plugin's lines at that level; +N and -N move each line's level.
+    """
+    for key, value in zip(args, args[1:]):
+        if key.lower() == "loglevel":
+            ok = len(value) == 1 and value in "01234567" or len(value) == 2 and value[0] in "+-" and value[1] in "01234567"
+            return value if ok else ""
+    return ""

@@ -205,3 +205,32 @@ def test_re_is_imported_only_for_a_pattern():
             "print('re' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+# The loglevel argument every plugin takes (qpsmtpd's adjust_log_level) ----------------
+@pytest.mark.parametrize("args, logged_at", [
+    ((), [6, 4, 0]),
+    (("loglevel", "2"), [2, 2, 2]),          # every line at that level
+    (("reject", "0", "loglevel", "+2"), [7, 6, 2]),  # moved, and kept within 0-7
+    (("loglevel", "-5"), [1, 0, 0]),
+    (("loglevel", "9"), [6, 4, 0]),          # not a level: ignored, as qpsmtpd does after one error
+    (("loglevel", "LOGINFO"), [6, 4, 0]),
+    (("loglevel",), [6, 4, 0]),
+])
+def test_loglevel_argument_moves_the_plugins_lines(args, logged_at):
+    plugin = make(*args)
+    for level in (LOGINFO, LOGWARN, 0):
+        plugin.log(level, "x")
+    assert [level for level, _ in plugin._host.logged] == logged_at
+
+
+def test_loglevel_argument_in_a_real_session(tmp_path):
+    from qpsmtpd_stdio.testing import Harness
+
+    h = Harness(tmp_path, plugins=["relay loglevel 1", "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    h.config("relayclients", "192.0.2.10")
+    r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<b@elsewhere.example>", "QUIT")
+    assert r.codes == [220, 250, 250, 250, 221]
+    # The plugin's own line (LOGINFO in relay.py) moves; the host's lines about the plugin do not, as in qpsmtpd.
+    assert (1, "connect", "relay", "192.0.2.10 is a relay client") in r.records

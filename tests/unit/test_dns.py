@@ -110,3 +110,23 @@ def test_config_files(tmp_path):
     resolv.write_text("search example.test\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver ::1\n")
     assert qdns.system_servers(str(resolv)) == [("192.0.2.1", 53), ("::1", 53)]
     assert qdns.system_servers(str(tmp_path / "missing")) == [("127.0.0.1", 53)]
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((), 2.0),
+    (("reject", "0", "timeout", "0.5"), 0.5),      # qpsmtpd's `dnsbl timeout N` argument
+    (("timeout", "600"), qdns.MAX_TIMEOUT),         # bounded
+    (("timeout", "0"), 2.0), (("timeout", "soon"), 2.0), (("timeout", "\u0661"), 2.0), (("timeout", "inf"), 2.0),
+])
+def test_a_plugins_timeout_argument_sets_its_queries_wait(args, expected):
+    from types import SimpleNamespace
+
+    config = {"dns_servers": ["192.0.2.53"], "dns_timeout": ["2"]}
+    connection = SimpleNamespace(notes={})
+    plain = SimpleNamespace(connection=connection, args=[], config=lambda name: config.get(name, []), log=print)
+    asking = SimpleNamespace(connection=connection, args=list(args), config=plain.config, log=print)
+    assert qdns.resolver(plain).query_timeout == 2.0
+    query = qdns.resolver(asking).query("a.example", "A")
+    assert query.timeout == expected
+    assert qdns.resolver(plain).query("b.example", "A").timeout == 2.0  # the next plugin has its own
+    qdns.close(plain)
