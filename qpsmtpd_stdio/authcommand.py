@@ -31,9 +31,15 @@ def state(session) -> AuthState:
     return session.auth
 
 
+def encrypted(session) -> bool:
+    """TLS here (STARTTLS, SMTPS), or at a trusted proxy that says so (PROXY v2's SSL TLV: HAProxy, stunnel)."""
+    conn = session.connection
+    return bool(conn.tls) or bool(conn.notes.get("proxy_tls"))
+
+
 def mechanisms(session) -> list[str]:
     """The mechanisms EHLO advertises now (none: no AUTH line)."""
-    return state(session).policy.offered(auth.available(session.host.has), bool(session.connection.tls))
+    return state(session).policy.offered(auth.available(session.host.has), encrypted(session))
 
 
 def command(session, arg: str) -> None:
@@ -43,8 +49,14 @@ def command(session, arg: str) -> None:
     policy = state(session).policy
     if not conn.esmtp:
         return session.protocol_error(Reply(503, "AUTH not defined for HELO", "5.5.1"))
-    if not conn.tls and policy.tls_before_auth:
-        return session.protocol_error(Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
+    if not encrypted(session) and policy.tls_before_auth:
+        from .starttls import provider
+
+        if provider(session) is not None:
+            return session.protocol_error(Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
+        # No STARTTLS here to ask for (no tls plugin; TLS ends at a proxy that does not say so).
+        return session.protocol_error(Reply(538, "Encryption required for requested authentication mechanism",
+                                            "5.7.11"))
     if too_many_failures(session):
         session.log(LOGNOTICE, f"AUTH from [{conn.remote_ip}] refused: {policy.ip_limit} failures from it within "
                                f"{policy.ip_window:g}s")
@@ -54,7 +66,7 @@ def command(session, arg: str) -> None:
     known = auth.available(session.host.has)
     if mechanism not in known:
         return session.protocol_error(Reply(504, "Unrecognized authentication type", "5.5.4"))
-    if mechanism not in policy.offered(known, bool(conn.tls)):
+    if mechanism not in policy.offered(known, encrypted(session)):
         return session.protocol_error(Reply(538, "Encryption required for requested authentication mechanism", "5.7.11"))
     session.auth.exchange = auth.Exchange(mechanism, session.me)
     step(session, session.auth.exchange.start(initial.strip() or None))

@@ -7,7 +7,9 @@ many octets it used; what follows belongs to SMTP. Anything malformed raises
 ProxyError: the spec says to close the connection then, never to guess.
 
 Only the addresses are used, in netlist.canonical_ip's form (so a mapped
-`::ffff:10.0.0.1` is `10.0.0.1`); v2 TLVs are skipped. A LOCAL (v2) or UNKNOWN (v1)
+`::ffff:10.0.0.1` is `10.0.0.1`), and of v2's TLVs only PP2_TYPE_SSL: a
+client that reached the proxy over TLS (HAProxy `send-proxy-v2-ssl`) counts
+as encrypted for AUTH (note `proxy_tls`, its TLS version or "TLS"). A LOCAL (v2) or UNKNOWN (v1)
 header means the proxy speaks for itself (a health check): the addresses stay
 as they were.
 """
@@ -33,10 +35,11 @@ class ProxyError(Exception):
 class ProxyHeader:
     """`local` is true for LOCAL/UNKNOWN: no addresses. Else the client's and the proxy's listening address."""
 
-    __slots__ = ("version", "local", "src_ip", "src_port", "dst_ip", "dst_port")
+    __slots__ = ("version", "local", "src_ip", "src_port", "dst_ip", "dst_port", "tls")
 
     def __init__(self, version: int, local: bool, src_ip: str = "", src_port: int = 0, dst_ip: str = "",
-                 dst_port: int = 0) -> None:
+                 dst_port: int = 0, tls: str = "") -> None:
+        self.tls = tls  # "" or the client's TLS version at the proxy (v2 PP2_TYPE_SSL)
         self.version = version
         self.local = local
         self.src_ip = src_ip
@@ -92,7 +95,33 @@ def _parse_v2(buf: bytes) -> tuple[ProxyHeader, int] | None:
         raise ProxyError("v2 address block too short")
     src, dst = canonical_ip(ip_text(buf[16:16 + size])), canonical_ip(ip_text(buf[16 + size:16 + 2 * size]))
     ports = buf[16 + 2 * size:16 + 2 * size + 4]
-    return ProxyHeader(2, False, src, int.from_bytes(ports[:2], "big"), dst, int.from_bytes(ports[2:], "big")), length
+    tls = _ssl_tlv(buf[16 + 2 * size + 4:length])
+    return ProxyHeader(2, False, src, int.from_bytes(ports[:2], "big"), dst, int.from_bytes(ports[2:], "big"),
+                       tls), length
+
+
+PP2_TYPE_SSL, PP2_SUBTYPE_SSL_VERSION, PP2_CLIENT_SSL = 0x20, 0x21, 0x01
+
+
+def _ssl_tlv(tlvs: bytes) -> str:
+    """The client's TLS version from a PP2_TYPE_SSL TLV whose client field has PP2_CLIENT_SSL ("TLS" if unnamed)."""
+    i = 0
+    while i + 3 <= len(tlvs):
+        kind, size = tlvs[i], int.from_bytes(tlvs[i + 1:i + 3], "big")
+        value = tlvs[i + 3:i + 3 + size]
+        if len(value) < size:
+            raise ProxyError("v2 TLV past the header's end")
+        if kind == PP2_TYPE_SSL and size >= 5 and value[0] & PP2_CLIENT_SSL:
+            j = 5
+            while j + 3 <= len(value):
+                sub, sub_size = value[j], int.from_bytes(value[j + 1:j + 3], "big")
+                if sub == PP2_SUBTYPE_SSL_VERSION:
+                    name = value[j + 3:j + 3 + sub_size].decode("ascii", "replace")
+                    return "".join(c for c in name if c.isalnum() or c in ".-_")[:16] or "TLS"
+                j += 3 + sub_size
+            return "TLS"
+        i += 3 + size
+    return ""
 
 
 def _ip(ipv4: bool, text: str) -> str:
@@ -141,4 +170,6 @@ def receive(session) -> None:
     conn.set_client(header.src_ip, header.src_port)
     conn.set_local(header.dst_ip, header.dst_port)
     conn.notes["proxy"] = proxy
+    if header.tls:
+        conn.notes["proxy_tls"] = header.tls
     session.client_changed(f"PROXY v{header.version} from {proxy}")

@@ -60,3 +60,24 @@ def test_local_header_keeps_the_proxy_address(smtp):
     r = smtp.run(v2("0.0.0.0", "0.0.0.0", 0, 0, command=0) + dialogue("EHLO x", "QUIT"))
     assert r.codes == [220, 250, 221]
     assert "client=192.0.2.10:40000" in r.log
+
+
+def test_auth_behind_a_tls_terminating_proxy(smtp):
+    """HAProxy `send-proxy-v2-ssl`: the client's TLS ended at the proxy, which says so; AUTH needs no STARTTLS."""
+    import base64
+
+    from test_proxyproto import ssl_tlv
+
+    smtp.write("proxy_clients", "192.0.2.10")
+    smtp.write("flat_auth_pw", "alice@example.test:s3cret")
+    smtp.write("auth_failure_delay", "0")
+    smtp.plugins("auth/auth_flat_file", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    auth = "AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0s3cret").decode()
+    wire = dialogue("EHLO c.example", auth, "QUIT")
+    r = smtp.run(v2("203.0.113.7", "192.0.2.1", 56324, 587, tlv=ssl_tlv(0x01)) + wire)
+    assert r.codes == [220, 250, 235, 221], r.stdout
+    assert b"AUTH PLAIN LOGIN CRAM-MD5\r\n" in r.stdout  # the last EHLO line
+    r = smtp.run(v2("203.0.113.7", "192.0.2.1", 56324, 587) + wire)  # the proxy says nothing of TLS
+    assert r.codes == [220, 250, 538, 221], r.stdout
+    assert b"AUTH" not in r.stdout.split(b"\r\n538")[0].split(b"250-")[-1]
+    assert b"538 5.7.11 Encryption required" in r.stdout and b"STARTTLS" not in r.stdout

@@ -80,3 +80,28 @@ def test_mapped_addresses_are_canonical():
 def test_v1_family_must_match(line):
     with pytest.raises(pp.ProxyError):
         pp.parse(line)
+
+
+def ssl_tlv(client: int, version: bytes | None = b"TLSv1.3") -> bytes:
+    """PP2_TYPE_SSL: client flags, verify (4 octets), then the PP2_SUBTYPE_SSL_VERSION sub-TLV."""
+    sub = b"\x21" + struct.pack("!H", len(version)) + version if version is not None else b""
+    value = bytes([client]) + bytes(4) + sub
+    return b"\x20" + struct.pack("!H", len(value)) + value
+
+
+@pytest.mark.parametrize("tlv, expected", [
+    (b"", ""),
+    (ssl_tlv(0x01), "TLSv1.3"),
+    (b"\x01\x00\x02h2" + ssl_tlv(0x07, b"TLSv1.2"), "TLSv1.2"),  # after another TLV; more flags set
+    (ssl_tlv(0x01, None), "TLS"),                              # no version said
+    (ssl_tlv(0x00), ""),                                        # the client did not use TLS
+    (ssl_tlv(0x01, b"TLS\r\n1.3 (x)"), "TLS1.3x"),             # nothing but a version's characters is kept
+])
+def test_ssl_tlv_says_whether_the_client_used_tls(tlv, expected):
+    header, used = pp.parse(v2("203.0.113.7", "192.0.2.1", 56324, 587, tlv=tlv))
+    assert header.tls == expected and used == len(v2("203.0.113.7", "192.0.2.1", 56324, 587, tlv=tlv))
+
+
+def test_a_tlv_past_the_header_is_malformed():
+    with pytest.raises(pp.ProxyError):
+        pp.parse(v2("203.0.113.7", "192.0.2.1", 1, 2, tlv=b"\x20\x00\x09\x01\x00"))
