@@ -1,6 +1,11 @@
 """relay - decide at connect time whether the client may relay
 
-Arguments: none.
+Arguments: `relay [only 1]`
+
+  only 1   relay only: a client that may not relay (and has not
+           authenticated) gets 550 to every RCPT, local domains included.
+           For a smart host or submission server that is no MX. List it
+           before the rcpt_* plugins.
 
 Config files:
   relayclients      addresses that may relay, one a line: an IP
@@ -22,8 +27,12 @@ Example config/plugins line (before rcpt_ok):
     relay
 """
 
-from qpsmtpd_stdio import DECLINED, LOGINFO, OK
+from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, OK
 from qpsmtpd_stdio.netlist import NetList
+
+
+def register(plugin, *args):
+    plugin.only = plugin.options().get("only", "0") not in ("0", "")
 
 
 def hook_connect(plugin, txn):
@@ -43,4 +52,9 @@ def hook_connect(plugin, txn):
 
 
 def hook_rcpt(plugin, txn, rcpt, params):
-    return OK if plugin.connection.relay_client else DECLINED
+    if plugin.connection.relay_client:
+        return OK
+    if plugin.only:
+        plugin.log(LOGINFO, "fail, not a relay client (relay only)")
+        return DENY, "5.7.1 Relaying denied: this server takes mail only from its own users"
+    return DECLINED
