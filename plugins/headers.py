@@ -3,8 +3,8 @@
 Arguments: `headers [require F1,F2...] [future DAYS] [past DAYS] [reject 0|1|naughty] [reject_type perm|temp]`
 
   require      comma-separated fields that must be present and not empty
-               (default From,Date, as RFC 5322 3.6 requires; qpsmtpd's
-               default is From alone, as some senders omit Date).
+               (default From, as qpsmtpd: some senders omit Date, which
+               RFC 5322 3.6 requires; `require From,Date` to insist).
   future       refuse a Date more than DAYS days ahead (default: no check).
   past         refuse a Date more than DAYS days old (default: no check).
   reject       1 (default): refuse the message; 0: only log what is wrong;
@@ -46,7 +46,7 @@ _ZONES = {"ut": 0, "gmt": 0, "z": 0, "edt": -4, "est": -5, "cdt": -5, "cst": -6,
 def register(plugin, *args):
     if len(args) % 2:
         plugin.log(LOGWARN, "odd number of arguments; the last is ignored")
-    plugin.opts = plugin.options({"require": "From,Date", "reject": "1", "reject_type": "perm"})
+    plugin.opts = plugin.options({"require": "From", "reject": "1", "reject_type": "perm"})
     plugin.required = [h.strip() for h in plugin.opts["require"].split(",") if h.strip()]
     plugin.days = {}
     for key in ("future", "past"):

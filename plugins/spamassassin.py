@@ -14,9 +14,10 @@ Arguments: `spamassassin [reject N] [reject_type perm|temp] [munge_subject_thres
                 `vpopmail` means the recipient, for single-recipient mail).
   headers       none: add no X-Spam-* fields (results only in the note).
   leave_old_headers  what to do with X-Spam-* fields the message arrived
-                with, before it is scored: drop (default: a client cannot
-                forge a verdict), rename to X-Old-Spam-*, or keep.
-                (qpsmtpd renames by default, and only the fields spamd returns.)
+                with, before it is scored: rename to X-Old-Spam-* (default,
+                as qpsmtpd), drop, or keep. Renamed or dropped, a client
+                cannot forge a verdict. (qpsmtpd renames only the fields
+                spamd returns; all X-Spam-* fields are renamed here.)
   defer_on_error  0 (default): if spamd cannot be reached or fails, accept the
                 message with `X-Spam-Status: Unknown, spamd unavailable`;
                 1: answer 451 so the client retries.
@@ -45,7 +46,7 @@ MAX_REPLY = 1 << 20  # octets of spamd's answer read at most
 
 
 def register(plugin, *args):
-    plugin.opts = plugin.options({"reject_type": "perm", "leave_old_headers": "drop", "defer_on_error": "0",
+    plugin.opts = plugin.options({"reject_type": "perm", "leave_old_headers": "rename", "defer_on_error": "0",
                                   "max_size": "500", "timeout": "30", "spamd_socket": "localhost:783"})
     if "reject" not in plugin.opts and "reject_threshold" in plugin.opts:
         plugin.opts["reject"] = plugin.opts["reject_threshold"]

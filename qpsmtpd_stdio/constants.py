@@ -85,7 +85,7 @@ NOT_ZERO = frozenset(("timeout", "session_timeout", "max_command_length", "max_h
 # Config values with a fixed set of words: the first is the default. A flag's words map to on/off.
 FLAG_WORDS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False, "off": False}
 CHOICES = {
-    "bare_newline": ("reject", "keep"),
+    "bare_newline": ("normalize", "reject", "keep"),
     "tls_before_auth": ("1", *FLAG_WORDS),
     "disable_plaintext_auth": ("1", *FLAG_WORDS),
     "smtps": ("0", *FLAG_WORDS),

@@ -26,16 +26,23 @@ TOO_BIG = Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
 class Incoming:
     """One message as it arrives: spooled as it comes, with nothing stored past `databytes`."""
 
-    def __init__(self, config, databytes: int) -> None:
+    def __init__(self, config, databytes: int, bare_newline: str = "reject") -> None:
         spool_dir = config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
         self.spool = Spool(spool_dir, config.get_int("size_threshold"))
         self.databytes = databytes
+        self.normalize = bare_newline == "normalize"
+        self._cr_open = False  # the last octets written ended in CR
         self.too_big = False
         self.failed = False  # a spool write failed (disk full): this message gets 451, the session goes on
 
-    def write(self, data: bytes, log) -> None:
+    def write(self, data: bytes, log, bare_lf: bool = False) -> None:
+        """Spool `data`; with bare_newline normalize, a bare LF in it (`bare_lf`) becomes CRLF first."""
         if self.too_big or self.failed:
             return
+        if self.normalize and bare_lf:
+            mended = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            data = mended[1:] if self._cr_open and data[:1] == b"\n" else mended  # BDAT split that CRLF
+        self._cr_open = data[-1:] == b"\r"
         if self.databytes and self.spool.size + len(data) > self.databytes:
             self.too_big = True  # keep reading to the end, store nothing more
             return
@@ -56,7 +63,7 @@ class Incoming:
         refusal = self.refusal()
         if refusal is not None:
             return refusal
-        if (stats.bare_lf or stats.bare_cr) and bare_newline == "reject":
+        if stats.bare_cr and bare_newline != "keep" or stats.bare_lf and bare_newline == "reject":
             return Reply(554, "Message contains bare CR or LF characters; lines must end with CRLF (RFC 5321 2.3.8)",
                          "5.6.0")
         if stats.nul:

@@ -228,12 +228,13 @@ class AuthResponse:
 
 
 class MessageData:
-    """Dot-unstuffed message octets, in order."""
+    """Dot-unstuffed message octets, in order; `bare_lf`: they hold an LF without its CR."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "bare_lf")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, bare_lf: bool = False) -> None:
         self.data = data
+        self.bare_lf = bare_lf
 
 
 class EndOfMessage:
@@ -393,13 +394,13 @@ class ServerConnection:
                 if isinstance(event, EndOfChunk):
                     if data:
                         self._stats.add(data, self.max_line_length)
-                        return MessageData(data)  # the end comes with the next call
+                        return MessageData(data, self._stats.chunk_bare_lf)  # the end comes with the next call
                     if event.last:
                         self._stats.finish()
                 return self._expect(event)
             if data and isinstance(self._chunk_end, EndOfChunk):
                 self._stats.add(data, self.max_line_length)
-                return MessageData(data)
+                return MessageData(data, self._stats.chunk_bare_lf)
             if not data:
                 return ConnectionClosed(True) if self._eof else NEED_DATA
 
@@ -412,7 +413,7 @@ class ServerConnection:
             self._message_ended = True
         if data:
             self._stats.add(data, self.max_line_length)
-            return MessageData(data)
+            return MessageData(data, self._stats.chunk_bare_lf)
         if ended:
             return self._next_data_event()
         return ConnectionClosed(True) if self._eof else NEED_DATA

@@ -32,11 +32,12 @@ _LF = 0x0A
 class DataStats:
     """What the scanner saw in one message; the session turns it into a verdict."""
 
-    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "long_line", "_line", "_cr_open")
+    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "long_line", "chunk_bare_lf", "_line", "_cr_open")
 
     def __init__(self) -> None:
         self.size = 0           # octets after dot-unstuffing
         self.bare_lf = False
+        self.chunk_bare_lf = False  # the chunk add() saw last has a bare LF (bare_newline normalize mends it)
         self.bare_cr = False
         self.nul = False        # a NUL octet: refused, as a downstream that drops NULs would misread the lines
         self.long_line = False  # a line over the limit given to add(), counting its CR LF
@@ -60,7 +61,8 @@ class DataStats:
         self._cr_open = chunk[-1] == _CR
         if self._cr_open:
             cr -= 1  # decided by the next chunk, or by finish()
-        if chunk.count(b"\n") != crlf:
+        self.chunk_bare_lf = chunk.count(b"\n") != crlf
+        if self.chunk_bare_lf:
             self.bare_lf = True
         if cr != crlf:
             self.bare_cr = True

@@ -212,7 +212,7 @@ class Session:
                 self.extension("AUTH").response(self, event.line)
         elif isinstance(event, p.MessageData):
             if self.incoming is not None:
-                self.incoming.write(event.data, self.log)
+                self.incoming.write(event.data, self.log, event.bare_lf)
         elif isinstance(event, p.EndOfMessage):
             self.end_of_data(event.stats)
         elif isinstance(event, p.ChunkStart):
@@ -385,7 +385,7 @@ class Session:
 
     def start_message(self) -> None:
         from .delivery import Incoming  # imported with a session's first message only
-        self.incoming = Incoming(self.config, self.databytes)
+        self.incoming = Incoming(self.config, self.databytes, self.bare_newline)
         self.deadlines.start_message(self.timeout)
 
     def start_chunk(self, event: p.ChunkStart) -> None:

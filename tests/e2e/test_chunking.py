@@ -237,10 +237,22 @@ def test_bad_bdat_501_resets_the_transaction(smtp):
 def test_bdat_bare_lf_follows_bare_newline_policy(smtp):
     msg = HEAD + b"bare\nline\r\n"
     r = smtp.run(EHLO_MAIL_RCPT + bdat(msg, last=True) + b"QUIT\r\n")
-    assert r.codes[-2] == 554 and smtp.messages() == []
+    assert r.codes[-2] == 250 and smtp.messages()[0].endswith(b"\nbare\nline\n")  # normalize, the default
+    smtp.write("bare_newline", "reject")
+    r = smtp.run(EHLO_MAIL_RCPT + bdat(msg, last=True) + b"QUIT\r\n")
+    assert r.codes[-2] == 554 and len(smtp.messages()) == 1
     smtp.write("bare_newline", "keep")
     r = smtp.run(EHLO_MAIL_RCPT + bdat(msg, last=True) + b"QUIT\r\n")
-    assert r.codes[-2] == 250 and len(smtp.messages()) == 1
+    assert r.codes[-2] == 250 and len(smtp.messages()) == 2
+
+
+def test_bdat_crlf_split_across_chunks_is_one_line_end_when_normalizing(smtp):
+    smtp.plugins("relay", "rcpt_ok", "queue/qmail-queue " + str(smtp.root / "capture"))
+    (smtp.root / "capture").write_text("#!/bin/sh\ncat > " + str(smtp.root / "got") + "\n")
+    (smtp.root / "capture").chmod(0o755)
+    r = smtp.run(EHLO_MAIL_RCPT + bdat(HEAD + b"one\r") + bdat(b"\ntwo\nthree\r\n", last=True) + b"QUIT\r\n")
+    assert r.codes[-2] == 250, r.stdout
+    assert (smtp.root / "got").read_bytes().endswith(b"\none\ntwo\nthree\n")
 
 
 def test_data_hook_refusal_after_first_chunk(smtp):

@@ -328,9 +328,25 @@ def test_smuggling_gives_exactly_one_message(smtp, fake_end):
     assert b"Subject: first" in msg and b"MAIL FROM:<x@evil.example>" in msg
 
 
-def test_bare_newlines_rejected_by_default(smtp):
+def test_bare_lf_normalized_by_default_bare_cr_refused(smtp):
+    """bare_newline normalize (as Postfix 3.9): a bare LF is a line end, also for the header parser and every queue."""
+    r = smtp.run(simple_session(body="Subject: x\nX-Second: seen\r\n\r\nbare\nlf"))
+    assert r.codes[5] == 250
+    [msg] = smtp.messages()
+    assert b"\nSubject: x\nX-Second: seen\n\nbare\nlf\n" in msg  # two fields, not one with an LF inside
+    r = smtp.run(simple_session(body="Subject: x\rX-Second: hidden\r\n\r\nbody"))
+    assert r.codes[5] == 554 and len(smtp.messages()) == 1  # a lone CR has no agreed meaning
+    smtp.write("bare_newline", "reject")
     r = smtp.run(simple_session(body="Subject: x\r\n\r\nbare\nlf"))
-    assert r.codes[5] == 554 and smtp.messages() == []
+    assert r.codes[5] == 554 and len(smtp.messages()) == 1
+
+
+def test_normalized_header_is_what_plugins_see(smtp):
+    smtp.plugin("show", "from qpsmtpd_stdio import LOGWARN\ndef hook_data_post(p, txn):\n"
+                        "    p.log(LOGWARN, 'fields=' + ','.join(txn.header.names()))\n")
+    smtp.plugins("show", "relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    r = smtp.run(simple_session(body="Subject: x\nBcc: y@example.org\r\n\r\nbody"))
+    assert r.codes[5] == 250 and "fields=Received,Subject,Bcc" in r.log
 
 
 def test_dot_unstuffing_end_to_end(smtp):
