@@ -1,9 +1,12 @@
 """`in.qpsmtpd --check [--config DIR]`: load the config and every plugin as a session would, and report each problem.
 
-For an operator about to let the next connection see an edit: run it from an
-editor's save hook or a deploy script. It prints one line per problem,
-`FILE:LINE: message` as compilers do (so editors can jump to it), then a
-summary, and exits 1 if there was any problem, 0 otherwise.
+For an operator about to let the next connection see an edit, or moving a
+qpsmtpd site over: run it from an editor's save hook or a deploy script. It
+prints one line per plugin line, `FILE:LINE: NAME: works | differs: how |
+skipped: why`, one line per problem, `FILE:LINE: message` as compilers do
+(so editors can jump to it), one line per qpsmtpd config file present that
+is not read here, then a summary. It exits 1 if sessions would refuse mail
+(any problem), 0 if they run, with or without warnings.
 
 What it checks:
 - every `$include` in every file of the config dir can be read and does not loop;
@@ -26,14 +29,26 @@ MAX_SCANNED = 1 << 20  # config files larger than this (cdb maps...) are not sca
 
 
 class Report:
+    """The lines to print, in the order found; how many are problems and warnings."""
+
     def __init__(self) -> None:
-        self.problems: list[str] = []
-        self.warnings: list[str] = []
+        self.out: dict[str, None] = {}  # ordered, and a file read by more than one check says a thing once
+        self.problems = 0  # sessions would refuse mail
+        self.warnings = 0  # sessions run, but not as the config may expect
 
     def problem(self, where: str, message: str) -> None:
         line = f"{where}: {message}"
-        if line not in self.problems:  # a file is read by more than one check
-            self.problems.append(line)
+        if line not in self.out:
+            self.out[line] = None
+            self.problems += 1
+
+    def warning(self, line: str) -> None:
+        if line not in self.out:
+            self.out[line] = None
+            self.warnings += 1
+
+    def line(self, line: str) -> None:
+        self.out[line] = None
 
 
 def check(config_dir: str | None = None, out=None) -> int:
@@ -50,15 +65,16 @@ def check(config_dir: str | None = None, out=None) -> int:
         check_includes(config, report)
         check_settings(config, report)
         loaded = check_plugins(config, report)
+        check_unread(config, report)
         if not report.problems and "queue" not in loaded:
-            report.warnings.append(f"{os.path.join(directory, 'plugins')}: warning: no plugin has a queue hook; "
+            report.warning(f"{os.path.join(directory, 'plugins')}: warning: no plugin has a queue hook; "
                                    "every message will be answered 451")
-    for line in report.problems + report.warnings:
+    for line in report.out:
         out.write(line + "\n")
     if report.problems:
-        out.write(f"{len(report.problems)} problem(s) in {directory}\n")
+        out.write(f"{report.problems} problem(s) in {directory}: sessions will answer 421\n")
         return 1
-    out.write(f"ok: {directory}\n")
+    out.write(f"ok: {directory}" + (f", with {report.warnings} warning(s)" if report.warnings else "") + "\n")
     return 0
 
 
@@ -111,17 +127,44 @@ def check_plugins(config, report: Report) -> set[str]:
             words = item.split()
             where = f"{path}:{lineno}"
             try:
-                plugin_path = host.find(words[0])
+                plugin_path, args, note = host.resolve(words[0], words[1:])
             except pluginhost.PluginLoadError as exc:
                 report.problem(where, str(exc))
+                continue
+            if plugin_path is None:
+                kind, _, why = note.partition(": ")
+                report.warning(f"{where}: {words[0]}: skipped" + (", done by the core or the superserver"
+                                                                  if kind == "core" else "") + f": {why}")
                 continue
             try:
                 host.load(words[0], words[1:])
             except pluginhost.PluginLoadError as exc:
                 report.problem(*locate(exc, plugin_path, where))
+                continue
+            report.line(f"{where}: {words[0]}: {describe(words[0], note)}")
     finally:
         restore()
     return {hook for plugin in host.plugins for hook in plugin.hooks}
+
+
+def describe(name: str, note: str) -> str:
+    """works (as another plugin, for a qpsmtpd alias), or differs: how."""
+    from .compat import DIFFERENCES, split_instance
+
+    runs = note.split("`")[1].split()[0] if note else split_instance(name)[0]
+    if runs in DIFFERENCES:
+        return f"differs: {DIFFERENCES[runs]}" + (f" ({note})" if note else "")
+    return f"works, {note}" if note else "works"
+
+
+def check_unread(config, report: Report) -> None:
+    """qpsmtpd config files in the directory that nothing here reads."""
+    from .compat import UNREAD_FILES
+
+    for name, why in UNREAD_FILES.items():
+        path = os.path.join(config.directory, name)
+        if os.path.exists(path):
+            report.warning(f"{path}: not read by qpsmtpd-stdio: {why}")
 
 
 def locate(exc: Exception, plugin_path: str, where: str) -> tuple[str, str]:

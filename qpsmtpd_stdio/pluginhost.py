@@ -32,6 +32,7 @@ from .constants import (
     DONE,
     LOGDEBUG,
     LOGERROR,
+    LOGWARN,
     OK,
     RETURN_CODE_NAMES,
 )
@@ -47,17 +48,6 @@ SHIPPED_DIRS = [
 ]
 FAILURE_TEXT = "Internal error - try again later"
 # Hooks whose result is ignored: a failure there is logged and nothing else.
-# Debian's qpsmtpd package keeps old names as shims, and its config uses them,
-# so a Debian config directory loads unchanged.
-COMPAT_NAMES = {
-    "check_relay": "relay",
-    "check_badmailfrom": "badmailfrom",
-    "check_badrcptto": "badrcptto",
-    "check_spamhelo": "badhelo",
-    "check_loop": "loop",
-    "check_earlytalker": "earlytalker",
-    "spf": "sender_permitted_from",
-}
 RESULT_IGNORED = frozenset(("reset_transaction", "disconnect", "post_connection", "deny", "ok", "logging", "queue_post"))
 
 
@@ -98,14 +88,47 @@ class PluginHost:
             dirs.append(d if os.path.isabs(d) else os.path.join(self.config.directory, d))
         return dirs + SHIPPED_DIRS
 
-    def find(self, name: str) -> str:
+    def _file(self, name: str, suffix: str = ".py") -> str | None:
+        for d in self.plugin_dirs():
+            path = os.path.join(d, name + suffix)
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def resolve(self, name: str, args: list[str]) -> tuple[str | None, list[str], str]:
+        """What a `plugins` line runs: (file, args, note); note is "" or "as `NAME ARGS`" for an alias.
+
+        For a qpsmtpd name whose work is done elsewhere: (None, args, why).
+        `NAME:N` is a second instance of NAME. A name we do not ship is looked
+        up in compat.py's table, which may alias it, skip it, or refuse it.
+        Raises PluginLoadError for a refused or unknown name.
+        """
         if name.startswith("/") or ".." in name.split("/"):
             raise PluginLoadError(f"plugin {name}: bad name")
-        for candidate in (name, COMPAT_NAMES.get(name)):
-            for d in self.plugin_dirs() if candidate else ():
-                path = os.path.join(d, candidate + ".py")
-                if os.path.isfile(path):
-                    return path
+        base = name
+        if ":" in name:
+            from .compat import split_instance
+
+            base = split_instance(name)[0]
+        path = self._file(base)
+        if path:
+            return path, args, ""
+        from .compat import ALIAS, REFUSED, policy  # only for names we do not ship as they are
+
+        found = policy(base)
+        if found and found[0] == ALIAS:
+            target, *extra = found[1].split()
+            path = self._file(target)
+            if path:
+                return path, extra + args, f"as `{found[1]}`"
+        elif found and found[0] == REFUSED:
+            raise PluginLoadError(f"plugin {name}: refused, as mail could pass unchecked without it: {found[1]}")
+        elif found:
+            return None, args, f"{found[0]}: {found[1]}"
+        perl = self._file(base, "")
+        if perl:
+            raise PluginLoadError(f"plugin {name}: {perl} is a qpsmtpd Perl plugin; qpsmtpd-stdio runs Python "
+                                  "plugins (see docs/porting.md)")
         raise PluginLoadError(f"plugin {name}: not found in {', '.join(self.plugin_dirs())}")
 
     def load_all(self, lines: list[str]) -> None:
@@ -114,8 +137,12 @@ class PluginHost:
             words = line.split()
             self.load(words[0], words[1:])
 
-    def load(self, name: str, args: list[str]) -> Plugin:
-        path = self.find(name)
+    def load(self, name: str, args: list[str]) -> Plugin | None:
+        """Load and register one plugin; None for a qpsmtpd name whose work is done elsewhere (logged)."""
+        path, args, skipped = self.resolve(name, args)
+        if path is None:
+            self.log(LOGWARN, f"plugin {name} not loaded ({skipped})")
+            return None
         code = load_code(path)
         namespace = {"__name__": "qpsmtpd_plugin." + name.replace("/", "."), "__file__": path, "__builtins__": __builtins__}
         plugin = Plugin(name, args, path, self)
