@@ -1,11 +1,14 @@
 """tls - STARTTLS (RFC 3207), and SMTPS (TLS from the first octet, RFC 8314)
 
-Arguments (qpsmtpd's): `tls [CERT [KEY [CA]]]`
+Arguments (qpsmtpd's): `tls [CERT [KEY [CA [DHPARAM]]]]`
   CERT  the server certificate, PEM; it may hold the intermediate certificates
         after it. Default: ssl/qpsmtpd-server.crt, else config/ssl/qpsmtpd-server.crt
   KEY   its private key, PEM, unencrypted. Default: qpsmtpd-server.key beside the default CERT
   CA    optional: CA certificates from which OpenSSL completes the chain sent
         to clients. Default: qpsmtpd-ca.crt there, if it exists
+  DHPARAM  optional: Diffie-Hellman parameters, PEM, for the DHE suites of
+        TLS 1.2 (qpsmtpd 1.00's argument). Default: qpsmtpd-dhparam.pem
+        there, if it exists; without, only ECDHE suites are used
   Relative paths are taken from the working directory, as qpsmtpd does: under
   a superserver, give absolute paths.
 
@@ -40,11 +43,14 @@ import os
 from qpsmtpd_stdio import DECLINED, LOGERROR
 
 
-def register(plugin, cert=None, key=None, ca=None):
+def register(plugin, cert=None, key=None, ca=None, dhparam=None, *rest):
     default = "ssl" if os.path.isdir("ssl") else "config/ssl"
     plugin.cert = cert or f"{default}/qpsmtpd-server.crt"
     plugin.key = key or f"{default}/qpsmtpd-server.key"
     plugin.ca = ca or f"{default}/qpsmtpd-ca.crt"
+    plugin.dhparam = dhparam or f"{default}/qpsmtpd-dhparam.pem"
+    if rest:
+        plugin.log(LOGERROR, f"ignoring arguments after the fourth: {' '.join(rest)}")
     if not os.access(plugin.cert, os.R_OK):
         plugin.log(LOGERROR, f"cannot read the certificate {plugin.cert}: STARTTLS is not offered")
 
@@ -52,9 +58,10 @@ def register(plugin, cert=None, key=None, ca=None):
         from qpsmtpd_stdio.tls import server_context
 
         ca_file = plugin.ca if (ca or os.path.exists(plugin.ca)) else None
+        dh_file = plugin.dhparam if (dhparam or os.path.exists(plugin.dhparam)) else None
         return server_context(plugin.cert, plugin.key, ca_file,
                               ciphers=_first(plugin.config("tls_ciphers")),
-                              protocols=_first(plugin.config("tls_protocols")))
+                              protocols=_first(plugin.config("tls_protocols")), dhparam=dh_file)
 
     # The core calls this when STARTTLS or SMTPS starts (see the session's tls_provider).
     plugin.tls_context = make_context

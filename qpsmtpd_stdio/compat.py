@@ -95,7 +95,7 @@ DIFFERENCES: dict[str, str] = {
                     "does), and `deny`/`denysoft` refuse (0.94 only logs unless `reject 1` is given too)",
     "greylisting": "keeps its data in the store (SQLite or Redis), not qpsmtpd's DBM file",
     "karma": "keeps its data in the store (SQLite or Redis), not qpsmtpd's DBM file",
-    "tls": "TLS 1.2 and later only; `tls_ciphers` and `tls_protocols` are OpenSSL strings as in qpsmtpd",
+    "tls": "TLS 1.2 and later only, whatever `tls_protocols` says",
 }
 
 

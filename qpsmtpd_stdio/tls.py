@@ -50,7 +50,7 @@ def protocol_range(spec: str | None) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
 
 
 def server_context(cert: str, key: str, ca: str | None = None, ciphers: str | None = None,
-                   protocols: str | None = None) -> ssl.SSLContext:
+                   protocols: str | None = None, dhparam: str | None = None) -> ssl.SSLContext:
     """A server context: TLS 1.2+, forward-secret AEAD suites, no client certificate asked for.
 
     `ca` (optional) lets OpenSSL complete the chain sent to clients when the
@@ -66,6 +66,8 @@ def server_context(cert: str, key: str, ca: str | None = None, ciphers: str | No
     context.load_cert_chain(cert, key)
     if ca:
         context.load_verify_locations(ca)
+    if dhparam:
+        context.load_dh_params(dhparam)
     return context
 
 

@@ -383,3 +383,32 @@ def test_smtps_plaintext_client_gets_no_smtp_reply(smtp, certs):
     r = smtp.run(dialogue("EHLO client.example", "MAIL FROM:<a@example.org>"), args=("--smtps",), via="socketpair")
     assert not re.search(rb"(^|\n)[2-5]\d\d[ -]", r.stdout)  # at most a TLS alert, never a reply
     assert smtp.messages() == []
+
+
+def test_dhparam_argument_enables_dhe_suites(smtp, tmp_path):
+    """qpsmtpd 1.00's fourth argument: DH parameters for TLS 1.2's DHE suites (it used to fail register())."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (Debian package openssl)")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rsa.key", "-out", "rsa.crt", "-days", "2",
+            "-subj", f"/CN={ME}", cwd=tmp_path)
+    openssl("dhparam", "-dsaparam", "-out", "dh.pem", "2048", cwd=tmp_path)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers("DHE-RSA-AES128-GCM-SHA256")
+    for dhparam, works in ((tmp_path / "dh.pem", True), (None, False)):
+        extra = [str(dhparam)] if dhparam else []
+        smtp.plugins(" ".join(["tls", str(tmp_path / "rsa.crt"), str(tmp_path / "rsa.key"), str(tmp_path / "rsa.crt"),
+                               *extra]), "relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+        server = Running(smtp, "socketpair")
+        smtp_client = SocketSMTP(server.sock)
+        smtp_client.ehlo()
+        if works:
+            smtp_client.starttls(context=client)
+            assert smtp_client.sock.cipher()[0] == "DHE-RSA-AES128-GCM-SHA256"
+            smtp_client.quit()
+        else:  # no DH parameters, no DHE suite: this client finds nothing it can use
+            with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+                smtp_client.starttls(context=client)
+        server.sock.close()
+        server.proc.wait(30)
