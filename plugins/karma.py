@@ -41,6 +41,7 @@ def register(plugin, *args):
     plugin.opts = plugin.options({"negative": "1", "penalty_days": "1", "reject": "naughty", "reject_type": "disconnect"})
     plugin.negative = abs(int(plugin.opts["negative"]))
     plugin.penalty_days = float(plugin.opts["penalty_days"])
+    plugin.expire_at = expire_at  # for `in.qpsmtpd --import-qpsmtpd-db karma`
 
 
 def adjust(plugin, value):

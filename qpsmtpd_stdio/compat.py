@@ -93,8 +93,10 @@ POLICY: dict[str, tuple[str, str]] = {
 DIFFERENCES: dict[str, str] = {
     "bogus_bounce": "a bounce to several recipients is caught, as documented (0.94 counts them wrongly and never "
                     "does), and `deny`/`denysoft` refuse (0.94 only logs unless `reject 1` is given too)",
-    "greylisting": "keeps its data in the store (SQLite or Redis), not qpsmtpd's DBM file",
-    "karma": "keeps its data in the store (SQLite or Redis), not qpsmtpd's DBM file",
+    "greylisting": "keeps its data in the store (SQLite or Redis): bring qpsmtpd's DBM file along once with "
+                   "`in.qpsmtpd --import-qpsmtpd-db greylisting FILE`",
+    "karma": "keeps its data in the store (SQLite or Redis): bring qpsmtpd's DBM file along once with "
+             "`in.qpsmtpd --import-qpsmtpd-db karma FILE`",
     "tls": "TLS 1.2 and later only, whatever `tls_protocols` says",
 }
 

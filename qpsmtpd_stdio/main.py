@@ -12,6 +12,7 @@ import sys
 
 USAGE = """usage: in.qpsmtpd [--config DIR] [--transcript FILE] [--smtps]
        in.qpsmtpd --check [--config DIR]
+       in.qpsmtpd --import-qpsmtpd-db greylisting|karma FILE [--config DIR]
 
 Runs one SMTP session on standard input and output (or on the socket passed
 as fd 3 by systemd's LISTEN_FDS protocol). The config directory is
@@ -24,8 +25,12 @@ as fd 3 by systemd's LISTEN_FDS protocol). The config directory is
   --smtps            start TLS before the greeting (SMTPS, port 465; needs
                      the tls plugin); config file `smtps` holding 1 does the
                      same, as does a connection to port 465
-  --check            load the config and every plugin, report each problem
-                     as FILE:LINE: message, and exit 1 if there is any
+  --check            load the config and every plugin, say what each plugin
+                     line does, report each problem as FILE:LINE: message,
+                     and exit 1 if sessions would refuse mail
+  --import-qpsmtpd-db  once, when moving a qpsmtpd site over: copy its
+                     greylisting or karma DBM file into the store that the
+                     plugin's line in config/plugins uses
 """
 
 _VALUED = {"-c": "config", "--config": "config", "--transcript": "transcript"}
@@ -43,6 +48,8 @@ def parse_args(argv: list[str]) -> dict:
             opts[_VALUED[name]] = value
         elif arg == "--check":
             opts["check"] = True
+        elif arg == "--import-qpsmtpd-db" and len(args) >= 2:
+            opts["import"] = (args.pop(0), args.pop(0))
         elif arg == "--smtps":
             opts["smtps"] = True
         elif arg in ("-h", "--help"):
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from .check import check
 
         return check(opts["config"])
+    if opts.get("import"):
+        from .qpimport import run
+
+        return run(opts["config"], *opts["import"], sys.stdout)
 
     log = Log(to_syslog=stderr_socket)
     redirect_std_streams(log)

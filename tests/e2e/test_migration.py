@@ -8,9 +8,11 @@ client (smtplib, which waits for the greeting as earlytalker wants), and
 from __future__ import annotations
 
 import email.utils
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,65 @@ def test_every_plugin_debian_ships_has_a_policy():
     shipped = sorted(str(p.relative_to(PERL_PLUGINS)) for p in PERL_PLUGINS.rglob("*")
                      if p.is_file() and p.name != "registry.txt")
     assert shipped == sorted(compat.QPSMTPD_PLUGINS) and len(shipped) == 91
+
+
+# qpsmtpd's greylisting and karma databases, written by the real plugins ------------------------------
+# Debian's 0.94 greylisting calls a method its library lacks (is_p0f_match: "FATAL PLUGIN ERROR", and no
+# message is ever greylisted), so the test runs a copy of it with that one method added; everything that
+# writes the database is qpsmtpd's own code.
+P0F_SHIM = "\nsub is_p0f_match { my $self = shift; return 1 if !$self->{_args}{p0f}; return $self->p0f_match(@_) }\n"
+SET_KARMA = "sub hook_data_post { my ($self) = @_; $self->connection->notes('karma', $ENV{QP_TEST_KARMA} || 0); " \
+            "return DECLINED; }\n"
+
+
+def test_greylisting_and_karma_databases_come_along(smtp, tmp_path):
+    from test_oracle import ORACLE
+
+    if not (ORACLE.exists() and (PERL_PLUGINS / "greylisting").exists() and shutil.which("socat")):
+        pytest.skip("needs ../shared/qpsmtpd-oracle, Debian's qpsmtpd package and socat")
+    qp = tmp_path / "qp"
+    (qp / "config").mkdir(parents=True)
+    (qp / "perl").mkdir()
+    (qp / "db").mkdir()
+    (qp / "perl" / "greylisting").write_text((PERL_PLUGINS / "greylisting").read_text() + P0F_SHIM)
+    (qp / "perl" / "set_karma").write_text(SET_KARMA)
+    for name in ("me", "rcpthosts"):
+        shutil.copy(smtp.dir / name, qp / "config" / name)
+    (qp / "config" / "plugin_dirs").write_text(f"{qp / 'perl'}\n{PERL_PLUGINS}\n")
+    (qp / "config" / "plugins").write_text(f"karma\ngreylisting black_timeout 1 sender 1 db_dir {qp / 'db'}\n"
+                                           f"rcpt_ok\nset_karma\nqueue/maildir {qp / 'Maildir'}\n")
+    wire = (b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
+            b"From: <a@example.org>\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+
+    def qpsmtpd(ip: str, karma: int = 0) -> list[int]:
+        env = {"PATH": os.environ["PATH"], "TCPREMOTEIP": ip, "QP_LOG": str(qp / "qp.log"), "QP_TEST_KARMA": str(karma)}
+        done = subprocess.run([str(ORACLE), str(qp / "config")], input=wire, capture_output=True, env=env, timeout=60,
+                              cwd=qp)
+        return [int(line[:3]) for line in done.stdout.split(b"\r\n") if line[3:4] == b" "]
+
+    assert qpsmtpd("192.0.2.77")[2] == 450            # new: greylisted
+    time.sleep(1.2)
+    assert qpsmtpd("192.0.2.77", karma=3)[-2] == 250  # retried: whitelisted, and a nice connection for karma
+    assert qpsmtpd("192.0.2.88")[2] == 450            # greylisted, never retried
+    karma_db = next(qp.rglob("karma.dbm"))
+
+    smtp.plugins("karma", "greylisting black_timeout 1 sender 1", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    for plugin, path, count in (("greylisting", qp / "db" / "greylist.dbm", 2), ("karma", karma_db, 1)):
+        done = subprocess.run([sys.executable, str(BIN), "--config", str(smtp.dir), "--import-qpsmtpd-db", plugin,
+                               str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and f"{count} records imported" in done.stdout, done.stdout + done.stderr
+    session = b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n"
+    assert smtp.run(session, TCPREMOTEIP="192.0.2.77").codes == [220, 250, 250, 221]  # known: not greylisted again
+    r = smtp.run(session, TCPREMOTEIP="192.0.2.88")
+    assert r.codes == [220, 250, 450, 221] and "fail, black, 1 deferred attempts" in r.log  # qpsmtpd's clock runs on
+    time.sleep(1.2)
+    r = smtp.run(session, TCPREMOTEIP="192.0.2.88")
+    assert r.codes == [220, 250, 250, 221] and "pass, grey -> white" in r.log  # its retry, after the move
+    assert smtp.run(session, TCPREMOTEIP="192.0.2.99").codes == [220, 250, 450, 221]  # a stranger
+    import sqlite3
+
+    with sqlite3.connect(smtp.dir / "qpsmtpd.sqlite") as db:
+        assert db.execute("SELECT naughty, nice FROM karma WHERE ip = '192.0.2.77'").fetchall() == [(0, 1)]
+    again = subprocess.run([sys.executable, str(BIN), "--config", str(smtp.dir), "--import-qpsmtpd-db", "greylisting",
+                            str(qp / "db" / "greylist.dbm")], capture_output=True, text=True, timeout=60)
+    assert "0 records imported into the greylist table, 2 kept as we had them" in again.stdout
