@@ -66,6 +66,7 @@ def check(config_dir: str | None = None, out=None) -> int:
         check_settings(config, report)
         loaded = check_plugins(config, report)
         check_unread(config, report)
+        check_cdb(config, report)
         if not report.problems and "queue" not in loaded:
             report.warning(f"{os.path.join(directory, 'plugins')}: warning: no plugin has a queue hook; "
                                    "every message will be answered 451")
@@ -165,6 +166,21 @@ def check_unread(config, report: Report) -> None:
         path = os.path.join(config.directory, name)
         if os.path.exists(path):
             report.warning(f"{path}: not read by qpsmtpd-stdio: {why}")
+
+
+def check_cdb(config, report: Report) -> None:
+    """qmail's morercpthosts.cdb must be readable, or rcpt_ok defers its domains."""
+    path = config.path("morercpthosts.cdb")
+    if not path:
+        return
+    try:
+        import cdblib
+
+        with cdblib.Reader(file_path=path) as reader:
+            reader.get(b"example.org")
+    except Exception as exc:  # what rcpt_ok would meet
+        hint = " (pip install 'qpsmtpd-stdio[cdb]')" if isinstance(exc, ImportError) else ""
+        report.problem(path, f"cannot be read: {exc}{hint}; rcpt_ok answers 450 for domains only listed there")
 
 
 def locate(exc: Exception, plugin_path: str, where: str) -> tuple[str, str]:

@@ -105,7 +105,6 @@ DIFFERENCES: dict[str, str] = {
 UNREAD_FILES: dict[str, str] = {
     "spool_perms": "spool files are always private to the server's user (0600, in a 0700 dir)",
     "IP": "run.tcpserver's setting: the superserver chooses the address",
-    "morercpthosts.cdb": "list the domains in `rcpthosts` or `morercpthosts` (plain text)",
     "hosts_allow": "per-client limits and refusals are the superserver's (xinetd `per_source` and `no_access`)",
     "badmailfromto": "the badmailfromto plugin is not shipped",
     "whitelisthosts": "the whitelist plugin is not shipped",

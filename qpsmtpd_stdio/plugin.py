@@ -32,6 +32,10 @@ class Plugin:
         """The items of config file `name` (an empty list if it does not exist)."""
         return self._host.config.get(name)
 
+    def config_file(self, name: str) -> str | None:
+        """The path of config file `name` as it is (a binary map such as a .cdb), or None if there is none."""
+        return self._host.config.path(name)
+
     def log(self, level: int, message: str) -> None:
         """Log at `level`, as changed by the plugin's own `loglevel` argument (qpsmtpd's adjust_log_level)."""
         adjust = self._loglevel
