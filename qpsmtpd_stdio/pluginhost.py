@@ -227,7 +227,7 @@ class PluginHost:
             self.log(LOGERROR, f"FATAL PLUGIN ERROR in hook {hook}: {format_traceback(exc)}", plugin.name)
             return HookResult(DENYSOFT, [FAILURE_TEXT], plugin.name, failed=True)
         else:
-            if result.code != DECLINED:
+            if result.code != DECLINED and hook != "logging":  # a line about each log line would loop to stderr
                 self.log(LOGDEBUG, f"returned {RETURN_CODE_NAMES[result.code]} {result.text or ''}".rstrip(), plugin.name)
         finally:
             self.log.hook = previous

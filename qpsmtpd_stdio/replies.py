@@ -53,7 +53,7 @@ OTHERWISE = {
     "connect": "220", "helo": "250", "ehlo": "250 with the extensions", "mail_pre": "the command goes on",
     "rcpt_pre": "the command goes on", "mail": "250", "rcpt": "`OK` → 250, all `DECLINED` → 450", "data": "354",
     "data_post": "the message goes to the queue", "queue": "`OK` → 250, all `DECLINED` → 451",
-    "noop": "250", "vrfy": "`OK` → 250, else 252", "help": "214", "unrecognized_command": "500",
+    "noop": "250", "vrfy": "`OK` → 250, else 252", "help": "214; `(OK, lines)` gives those lines", "unrecognized_command": "500",
     "quit": "221; `(DONE, \"221 text\")` replaces its text",
 }
 

@@ -461,9 +461,10 @@ class Session:
 
     def cmd_help(self, arg: str) -> None:
         result = self.host.run("help", self.txn, arg.split())
-        self.answer("help", result, Reply(214, [f"This is {SOFTWARE} {VERSION}",
-                                                "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
-                                                "See https://www.rfc-editor.org/rfc/rfc5321"], "2.0.0"))
+        lines = result.lines if result.code == OK and result.lines else [  # (OK, lines): the help plugin's text
+            f"This is {SOFTWARE} {VERSION}", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+            "See https://www.rfc-editor.org/rfc/rfc5321"]
+        self.answer("help", result, Reply(214, lines, "2.0.0"))
 
     def cmd_quit(self, arg: str) -> None:
         bye = Reply(221, f"{self.me} closing connection. Have a wonderful day.", "2.0.0")

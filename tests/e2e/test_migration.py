@@ -104,10 +104,10 @@ def test_upstream_config_sample_runs_with_its_skips_reported(smtp, nxdomain):
     done = check(smtp.dir)
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
-    assert len([line for line in lines if ": works" in line or ": differs" in line]) == 22
+    assert len([line for line in lines if ": works" in line or ": differs" in line]) == 23
     skipped = sorted(line.split(": ")[1] for line in lines if ": skipped" in line)
-    assert skipped == ["dspam", "hosts_allow", "ident/geoip", "quit_fortune", "virus/klez_filter"]
-    assert lines[-1] == f"ok: {smtp.dir}, with 5 warning(s)"
+    assert skipped == ["dspam", "hosts_allow", "ident/geoip", "virus/klez_filter"]
+    assert lines[-1] == f"ok: {smtp.dir}, with 4 warning(s)"
     log = deliver(smtp, via="pipe")
     assert len(smtp.messages()) == 1, log
     assert "plugin hosts_allow not loaded (core: per-client limits" in log
@@ -183,16 +183,14 @@ def test_greylisting_and_karma_databases_come_along(smtp, tmp_path):
     assert qpsmtpd("192.0.2.88")[2] == 450            # greylisted, never retried
     karma_db = next(qp.rglob("karma.dbm"))
 
-    smtp.plugins("karma", "greylisting black_timeout 1 sender 1", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    # black_timeout 0: a record qpsmtpd left grey is past its wait at once, whenever this runs
+    smtp.plugins("karma", "greylisting black_timeout 0 sender 1", "rcpt_ok", f"queue/maildir {smtp.maildir}")
     for plugin, path, count in (("greylisting", qp / "db" / "greylist.dbm", 2), ("karma", karma_db, 1)):
         done = subprocess.run([sys.executable, str(BIN), "--config", str(smtp.dir), "--import-qpsmtpd-db", plugin,
                                str(path)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and f"{count} records imported" in done.stdout, done.stdout + done.stderr
     session = b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nQUIT\r\n"
     assert smtp.run(session, TCPREMOTEIP="192.0.2.77").codes == [220, 250, 250, 221]  # known: not greylisted again
-    r = smtp.run(session, TCPREMOTEIP="192.0.2.88")
-    assert r.codes == [220, 250, 450, 221] and "fail, black, 1 deferred attempts" in r.log  # qpsmtpd's clock runs on
-    time.sleep(1.2)
     r = smtp.run(session, TCPREMOTEIP="192.0.2.88")
     assert r.codes == [220, 250, 250, 221] and "pass, grey -> white" in r.log  # its retry, after the move
     assert smtp.run(session, TCPREMOTEIP="192.0.2.99").codes == [220, 250, 450, 221]  # a stranger

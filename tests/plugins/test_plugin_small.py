@@ -1,0 +1,86 @@
+"""The small qpsmtpd plugins: quit_fortune, noop_counter, random_error, loadcheck, help, logging/devnull."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from qpsmtpd_stdio.testing import Harness
+
+FORTUNE = "/usr/games/fortune"
+FALLBACK = ["2.0.0 / Mail is a letter that knows where it is going."]
+
+
+def harness(tmp_path, *plugins):
+    h = Harness(tmp_path, plugins=[*plugins, "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    return h
+
+
+# quit_fortune -----------------------------------------------------------------------------------------
+@pytest.mark.skipif(not os.access(FORTUNE, os.X_OK), reason="fortune is not installed (Debian package fortune-mod)")
+def test_quit_fortune_for_helo_clients_only(tmp_path):
+    h = harness(tmp_path, "quit_fortune")
+    bye = h.run("HELO person.example", "QUIT").replies[-1]
+    assert bye.code == 221 and bye.lines[0] == "2.0.0 mx.example.test closing connection."
+    assert bye.lines[1:] != FALLBACK and all(line.startswith("2.0.0 / ") for line in bye.lines[1:])
+    r = h.run("EHLO mailer.example", "QUIT")
+    assert r.replies[-1].lines == ["2.0.0 mx.example.test closing connection. Have a wonderful day."]
+
+
+def test_quit_fortune_without_the_program(tmp_path):
+    h = harness(tmp_path, f"quit_fortune {tmp_path / 'no-fortune'}")
+    bye = h.run("HELO person.example", "QUIT").replies[-1]
+    assert (bye.code, bye.lines) == (221, ["2.0.0 mx.example.test closing connection.", *FALLBACK])
+
+
+# noop_counter -----------------------------------------------------------------------------------------
+def test_noop_counter_counts_only_noops_in_a_row(tmp_path):
+    h = harness(tmp_path, "noop_counter 3")
+    r = h.run("EHLO c", "NOOP", "NOOP", "MAIL FROM:<a@example.org>", "NOOP", "NOOP", "NOOP", "QUIT")
+    assert r.codes == [220, 250, 250, 250, 250, 250, 250, 500]  # and closed: QUIT is never read
+    assert r.replies[-1].text.endswith("Stop wasting my time, too many consecutive NOOPs")
+
+
+# random_error -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("percent, failing", [("100", True), ("0", False), ("-1", False)])
+def test_random_error_fails_at_its_rate_and_only_with_4xx(tmp_path, percent, failing):
+    h = harness(tmp_path, f"random_error {percent}")
+    for _ in range(5):
+        r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "QUIT")
+        assert (r.codes[0] == 421 or 450 <= max(r.codes) < 500 or r.codes[-1] == 421) == failing, r.codes
+        assert not any(500 <= code < 600 for code in r.codes)
+
+
+# loadcheck --------------------------------------------------------------------------------------------
+def test_loadcheck(tmp_path):
+    h = harness(tmp_path, "loadcheck max_load -1")  # any load is above this
+    r = h.run("EHLO c", "QUIT")
+    assert r.codes == [421] and "Server load too high" in r.replies[0].text
+    h = harness(tmp_path, "loadcheck max_load 100000")
+    assert h.run("EHLO c", "QUIT").codes == [220, 250, 221]
+
+
+# logging/devnull --------------------------------------------------------------------------------------
+def test_logging_devnull_keeps_nothing(smtp):
+    smtp.write("logging", "logging/devnull")
+    r = smtp.run(b"EHLO c\r\nQUIT\r\n")
+    assert r.codes == [220, 250, 221] and r.stderr == b""
+    smtp.write("logging", "")
+    assert smtp.run(b"EHLO c\r\nQUIT\r\n").stderr != b""
+
+
+# help -------------------------------------------------------------------------------------------------
+def test_help_files(tmp_path):
+    h = harness(tmp_path, "help")
+    (h.dir / "help").mkdir()
+    (h.dir / "help" / "mail").write_text("MAIL FROM:<address>\nstarts a message\n")
+    r = h.run("EHLO c", "HELP", "HELP mail", "HELP RCPT", "HELP ../../etc/passwd", "QUIT")
+    assert r.codes == [220, 250, 214, 214, 214, 502, 221]
+    assert r.replies[2].text.endswith("Try 'HELP COMMAND' for getting help on COMMAND")
+    assert [line.split(" ", 1)[1] for line in r.replies[3].lines] == ["MAIL FROM:<address>", "starts a message"]
+    assert r.replies[4].text.endswith("No help available for SMTP command: rcpt")
+    assert r.replies[5].text.endswith("Invalid command name")
+    h.config("plugins", "help not_implemented 1", "rcpt_ok")
+    assert h.run("EHLO c", "HELP", "QUIT").codes == [220, 250, 502, 221]
