@@ -28,9 +28,8 @@ Example config/plugins line:
     rcpt_ok
 """
 
-import os
-
-from qpsmtpd_stdio import DENY, DENYSOFT, LOGERROR, OK
+from qpsmtpd_stdio import DENY, DENYSOFT, OK
+from qpsmtpd_stdio.localdomains import is_local
 
 _ROUTING = ("%", "!", "@")
 
@@ -49,34 +48,3 @@ def hook_rcpt(plugin, txn, rcpt, params):
             return DENY, "Relaying denied (#5.7.1)"
         return OK
     return DENY, "Relaying denied (#5.7.1)"
-
-
-def is_local(plugin, host):
-    host = host.lower()
-    if not host:
-        return False
-    me = (plugin.config("me") or [os.uname().nodename])[0].lower()  # the core's default for `me`
-    if host == me:
-        return True
-    for entry in plugin.config("rcpthosts") + plugin.config("morercpthosts"):
-        entry = entry.split()[0].lower().lstrip("@")
-        if entry.startswith("."):
-            if host.endswith(entry):
-                return True
-        elif host == entry:
-            return True
-    cdb = plugin.config_file("morercpthosts.cdb")
-    return in_cdb(plugin, cdb, host) if cdb else False
-
-
-def in_cdb(plugin, path, host):
-    """Is `host` a key of qmail's morercpthosts.cdb? None (logged) if the file cannot be read."""
-    try:
-        import cdblib
-
-        with cdblib.Reader(file_path=path) as reader:  # mmap'd: a lookup reads a few slots, not the file
-            return reader.get(host.encode("idna" if not host.isascii() else "ascii")) is not None
-    except Exception as exc:  # missing library, unreadable or damaged file: 451, never a bounce
-        plugin.log(LOGERROR, f"cannot read {path}: {exc}" + (" (pip install 'qpsmtpd-stdio[cdb]')"
-                                                               if isinstance(exc, ImportError) else ""))
-        return None

@@ -51,7 +51,6 @@ POLICY: dict[str, tuple[str, str]] = {
     "virus/klez_filter": (SKIPPED, "Klez (2002) is long gone; `virus/clamdscan` finds it anyway"),
     "tls_cert": (SKIPPED, "a certificate-making script, not a plugin: see docs/submission.md"),
     "karma_tool": (SKIPPED, "a command-line tool, not a plugin"),
-    "whitelist": (SKIPPED, "not shipped yet: whitelisted hosts, HELOs and senders get every check"),
     "dspam": (SKIPPED, "DSPAM is unmaintained and gone from Debian, and qpsmtpd's plugin passes every message "
                        "when its program is missing: use `spamassassin`"),
     "dns_whitelist_soft": (SKIPPED, "not shipped: DNS-whitelisted hosts get every check"),
@@ -101,10 +100,6 @@ UNREAD_FILES: dict[str, str] = {
     "IP": "run.tcpserver's setting: the superserver chooses the address",
     "hosts_allow": "per-client limits and refusals are the superserver's (xinetd `per_source` and `no_access`)",
     "badmailfromto": "the badmailfromto plugin is not shipped",
-    "whitelisthosts": "the whitelist plugin is not shipped",
-    "whitelisthelo": "the whitelist plugin is not shipped",
-    "whitelistsenders": "the whitelist plugin is not shipped",
-    "whitelistrcpt": "the whitelist plugin is not shipped",
     "whitelist_zones": "dns_whitelist_soft is not shipped",
     "uribl_zones": "the uribl plugin is not shipped",
     "uribl_whitelist_domains": "the uribl plugin is not shipped",

@@ -95,4 +95,4 @@ def test_check_reports_a_damaged_cdb(ok):
     done = subprocess.run([sys.executable, str(BIN), "--check", "--config", str(ok.dir)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 1
-    assert f"{ok.dir / 'morercpthosts.cdb'}: cannot be read" in done.stdout
+    assert f"{ok.dir / 'morercpthosts.cdb'}: cannot read {ok.dir / 'morercpthosts.cdb'}" in done.stdout
