@@ -33,6 +33,7 @@ POLICY: dict[str, tuple[str, str]] = {
     "async/resolvable_fromhost": (ALIAS, "resolvable_fromhost"),
     "async/rhsbl": (ALIAS, "rhsbl"),
     "async/queue/smtp-forward": (ALIAS, "queue/smtp-forward"),
+    "async/uribl": (ALIAS, "uribl"),
     # done by the core or by the superserver
     "hosts_allow": (CORE, "per-client limits are the superserver's: xinetd `per_source`, systemd "
                           "`MaxConnectionsPerSource`, tcpserver's rules; the `hosts_allow` file is not read"),
@@ -56,8 +57,6 @@ POLICY: dict[str, tuple[str, str]] = {
     "dns_whitelist_soft": (SKIPPED, "not shipped: DNS-whitelisted hosts get every check"),
     "async/dns_whitelist_soft": (SKIPPED, "not shipped: DNS-whitelisted hosts get every check"),
     # without them mail could pass unchecked, or be taken and lost
-    "uribl": (REFUSED, "not shipped yet; `spamassassin` scores URIBL listings"),
-    "async/uribl": (REFUSED, "not shipped yet; `spamassassin` scores URIBL listings"),
     "badmailfromto": (REFUSED, "not shipped: use `badmailfrom` and `badrcptto`"),
     "qmail_deliverable": (REFUSED, "qmail-specific (qmail-deliverabled) and not shipped"),
     "milter": (REFUSED, "not shipped yet"),
@@ -99,8 +98,6 @@ UNREAD_FILES: dict[str, str] = {
     "hosts_allow": "per-client limits and refusals are the superserver's (xinetd `per_source` and `no_access`)",
     "badmailfromto": "the badmailfromto plugin is not shipped",
     "whitelist_zones": "dns_whitelist_soft is not shipped",
-    "uribl_zones": "the uribl plugin is not shipped",
-    "uribl_whitelist_domains": "the uribl plugin is not shipped",
     "ldap": "auth/auth_ldap_bind is not shipped",
     "content_log_enabled": "content_log is not shipped; see the `transcript` setting",
     "content_log_file": "content_log is not shipped; see the `transcript` setting",
