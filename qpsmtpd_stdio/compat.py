@@ -43,11 +43,9 @@ POLICY: dict[str, tuple[str, str]] = {
     "logging/connection_id": (CORE, "every log line starts with the process ID: one process, one connection"),
     "logging/transaction_id": (CORE, "every log line starts with the process ID; the queue ID is in Received"),
     # harmless without them
-    "content_log": (SKIPPED, "messages are not copied to a log; see the `transcript` setting"),
     "domainkeys": (SKIPPED, "DomainKeys (RFC 4870) is historic; `dkim` verifies DKIM"),
     "ident/geoip": (SKIPPED, "no GeoIP notes or headers"),
     "ident/p0f": (SKIPPED, "no p0f fingerprint notes"),
-    "logging/adaptive": (SKIPPED, "logs go to the default log (stderr, or a logging plugin listed in `logging`)"),
     "logging/apache": (SKIPPED, "logs go to the default log (stderr, or a logging plugin listed in `logging`)"),
     "virus/klez_filter": (SKIPPED, "Klez (2002) is long gone; `virus/clamdscan` finds it anyway"),
     "tls_cert": (SKIPPED, "a certificate-making script, not a plugin: see docs/submission.md"),
@@ -80,6 +78,8 @@ POLICY: dict[str, tuple[str, str]] = {
 
 # Where they differ from qpsmtpd, for plugins we ship under qpsmtpd's name (shown by --check and docs/migrating.md).
 DIFFERENCES: dict[str, str] = {
+    "logging/adaptive": "holds each line until the outcome is known, then writes up to `reject` or `accept` "
+                        "(0.94 wrote the `reject` lines at once either way)",
     "auth/auth_ldap_bind": "it authenticates (0.94's tested its search with `=` for `==` and never did); a "
                            "directory that is down gives 454, not 535; needs `pip install 'qpsmtpd-stdio[ldap]'`",
     "bogus_bounce": "a bounce to several recipients is caught, as documented (0.94 counts them wrongly and never "
@@ -99,8 +99,6 @@ UNREAD_FILES: dict[str, str] = {
     "hosts_allow": "per-client limits and refusals are the superserver's (xinetd `per_source` and `no_access`)",
     "badmailfromto": "the badmailfromto plugin is not shipped",
     "whitelist_zones": "dns_whitelist_soft is not shipped",
-    "content_log_enabled": "content_log is not shipped; see the `transcript` setting",
-    "content_log_file": "content_log is not shipped; see the `transcript` setting",
     "greylist_exclude_files": "greylisting does not read it",
     "p0f_blocked_operating_systems": "ident/p0f is not shipped",
     "hbedv_deny": "virus/hbedv is not shipped",

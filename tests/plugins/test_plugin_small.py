@@ -84,3 +84,46 @@ def test_help_files(tmp_path):
     assert r.replies[5].text.endswith("Invalid command name")
     h.config("plugins", "help not_implemented 1", "rcpt_ok")
     assert h.run("EHLO c", "HELP", "QUIT").codes == [220, 250, 502, 221]
+
+
+# content_log ------------------------------------------------------------------------------------------
+def test_content_log_keeps_a_copy(smtp):
+    import time
+
+    from conftest import dialogue
+
+    smtp.plugins("content_log", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    wire = dialogue("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<bob@example.test>", "DATA", "QUIT",
+                    body="From: <a@example.org>\r\nSubject: keep me\r\n\r\nbody")
+    assert smtp.run(wire).codes[5] == 250
+    log = smtp.dir / "mail" / time.strftime("%Y%m%d")
+    text = log.read_bytes()
+    assert text.startswith(b"From a@example.org ") and b"\nSubject: keep me\n\nbody\n" in text
+    assert (log.stat().st_mode & 0o777, log.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    smtp.write("content_log_enabled", "0")
+    smtp.run(wire)
+    assert log.read_bytes() == text and len(smtp.messages()) == 2
+    smtp.write("content_log_enabled", "1")
+    (smtp.root / "a-file").write_text("")
+    smtp.write("content_log_file", f"{smtp.root / 'a-file'}/%Y")  # a directory that cannot be
+    r = smtp.run(wire)
+    assert r.codes[5] == 250 and f"cannot write {smtp.root / 'a-file'}/" in r.log  # a copy, never the delivery
+
+
+# logging/adaptive -------------------------------------------------------------------------------------
+def test_logging_adaptive(smtp):
+    from conftest import dialogue
+
+    smtp.write("logging", "logging/adaptive accept LOGNOTICE reject LOGINFO prefix >>")
+    smtp.write("badmailfrom", "spammer@example.org")
+    smtp.plugins("badmailfrom", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    notice = "from qpsmtpd_stdio import LOGNOTICE\ndef hook_data_post(p, txn):\n    p.log(LOGNOTICE, 'noted')\n"
+    smtp.plugin("note", notice)
+    smtp.plugins("note", "badmailfrom", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    accepted = smtp.run(dialogue("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<bob@example.test>", "DATA", "QUIT",
+                                 body="From: <a@example.org>\r\n\r\nx"))
+    assert accepted.codes[5] == 250
+    assert ">> note plugin: noted" in accepted.log and ">> badmailfrom plugin:" not in accepted.log  # LOGINFO: no
+    refused = smtp.run(dialogue("EHLO c", "MAIL FROM:<spammer@example.org>", "QUIT"))
+    assert refused.codes[2] == 550
+    assert "badmailfrom plugin: fail" in refused.log.split("\n")[0]  # the refusal's story, up to LOGINFO, first
