@@ -67,7 +67,6 @@ POLICY: dict[str, tuple[str, str]] = {
     "virus/sophie": (REFUSED, "use `virus/clamdscan`"),
     "virus/uvscan": (REFUSED, "use `virus/clamdscan`"),
     "queue/postfix-queue": (REFUSED, "not shipped yet: use `queue/smtp-forward 127.0.0.1 25` or `queue/sendmail`"),
-    "queue/exim-bsmtp": (REFUSED, "not shipped yet: use `queue/sendmail /usr/sbin/exim4` or `queue/smtp-forward`"),
     "auth/auth_imap": (REFUSED, "not shipped"),
     "auth/auth_vpopmail": (REFUSED, "use `auth/auth_checkpassword checkpw VPOPMAIL/bin/vchkpw true /bin/true`"),
     "auth/auth_vpopmail_sql": (REFUSED, "use `auth/auth_checkpassword checkpw VPOPMAIL/bin/vchkpw true /bin/true`"),
