@@ -44,11 +44,6 @@ def register(plugin, *args):
     plugin.expire_at = expire_at  # for `in.qpsmtpd --import-qpsmtpd-db karma`
 
 
-def adjust(plugin, value):
-    notes = plugin.connection.notes
-    notes["karma"] = notes.get("karma", 0) + value
-
-
 FIELDS = ("penalty_start", "naughty", "nice", "connects", "last")
 YEAR = 365 * 86400
 
@@ -93,7 +88,7 @@ def hook_connect(plugin, txn):
     start, naughty, nice, connects = found[0][0], int(found[0][1]), int(found[0][2]), int(found[0][3])
     notes["karma_history"] = nice - naughty
     if nice - naughty > 10:
-        adjust(plugin, 1)
+        plugin.adjust_karma(1)
     summary = f"{naughty} naughty, {nice} nice, {connects} connects"
     days_old = (now - start) / 86400
     if not start or days_old >= plugin.penalty_days:
@@ -111,7 +106,7 @@ def hook_mail(plugin, txn, sender, params):
         points = number(score.strip().lstrip("-"))
         if host.endswith("." + tld.lower().lstrip(".")) and points is not None:
             plugin.log(LOGINFO, f"penalizing .{tld} envelope sender")
-            adjust(plugin, -points)
+            plugin.adjust_karma(-points)
     return DECLINED
 
 
@@ -128,7 +123,7 @@ hook_data_post = hook_data
 
 
 def hook_queue_post(plugin, txn):
-    adjust(plugin, 1)
+    plugin.adjust_karma(1)
 
 
 def hook_disconnect(plugin, txn):

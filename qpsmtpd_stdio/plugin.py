@@ -87,6 +87,25 @@ class Plugin:
             self.log(LOGINFO, f"skip, {why}")
         return True
 
+    def store_deferred_reject(self, message, reject_type: str | None = None) -> int:
+        """Keep a refusal for the `naughty` plugin to give later (qpsmtpd's): the connection note `naughty`
+        gathers the messages (CRLF between them), `naughty_reject_type` the first type given. DECLINED."""
+        text = message if isinstance(message, str) else "\r\n".join(message)
+        notes = self.connection.notes
+        notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
+        if reject_type:
+            notes.setdefault("naughty_reject_type", reject_type)
+        return DECLINED
+
+    def is_naughty(self) -> bool:
+        """True once a plugin has kept a refusal for the `naughty` plugin (qpsmtpd's is_naughty)."""
+        return bool(self.connection.notes.get("naughty"))
+
+    def adjust_karma(self, value: int) -> None:
+        """Add `value` (good: positive) to this connection's karma, which the `karma` plugin records (qpsmtpd's)."""
+        notes = self.connection.notes
+        notes["karma"] = notes.get("karma", 0) + value
+
     def get_reject(self, message, why: str = "", *, default_type: str = "perm", enhanced: str | None = None):
         """The hook result for a failed check, by the `reject` and `reject_type` arguments (qpsmtpd's get_reject).
 
@@ -118,11 +137,8 @@ class Plugin:
             return DECLINED
         reject_type = opts.get("reject_type", default_type)
         if how == "naughty":
-            text = message if isinstance(message, str) else "\r\n".join(message)
-            notes = self.connection.notes
-            notes["naughty"] = f"{notes['naughty']}\r\n{text}" if notes.get("naughty") else text
-            if "reject_type" in opts:  # else the naughty plugin's own reject_type applies (qpsmtpd)
-                notes.setdefault("naughty_reject_type", reject_type)
+            # without a reject_type of its own, the naughty plugin's applies (qpsmtpd)
+            self.store_deferred_reject(message, reject_type if "reject_type" in opts else None)
             self.log(LOGINFO, f"fail, NAUGHTY{detail}")
             return DECLINED
         if why:

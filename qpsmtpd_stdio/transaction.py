@@ -39,6 +39,30 @@ class Transaction:
         self._spool = None
         self._body_offset = 0
 
+    def add_recipient(self, address) -> None:
+        """Add a recipient (an Address, or `user@host` text), as qpsmtpd's add_recipient; never twice."""
+        address = self._address(address)
+        if address not in self.recipients:
+            self.recipients.append(address)
+            self.rcpt_params.append({})
+
+    def remove_recipient(self, address) -> None:
+        """Remove a recipient (an Address, or `user@host` text), as qpsmtpd's remove_recipient."""
+        address = self._address(address)
+        while address in self.recipients:
+            index = self.recipients.index(address)
+            del self.recipients[index]
+            if index < len(self.rcpt_params):
+                del self.rcpt_params[index]
+
+    @staticmethod
+    def _address(address):
+        if isinstance(address, str):
+            from .address import Address
+
+            return Address.parse(address)
+        return address
+
     def add_header(self, name: str, value: str) -> None:
         """Add a header field to the message (at the end of the header block)."""
         self.header.add(name, value)

@@ -234,3 +234,33 @@ def test_loglevel_argument_in_a_real_session(tmp_path):
     assert r.codes == [220, 250, 250, 250, 221]
     # The plugin's own line (LOGINFO in relay.py) moves; the host's lines about the plugin do not, as in qpsmtpd.
     assert (1, "connect", "relay", "192.0.2.10 is a relay client") in r.records
+
+
+# What qpsmtpd's plugins had and ports need ------------------------------------------------------------
+def test_recipients_added_and_removed_by_a_plugin(tmp_path):
+    from qpsmtpd_stdio.testing import Harness
+
+    h = Harness(tmp_path, plugins=["reroute", "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    h.plugin("reroute", "def hook_data_post(plugin, txn):\n"
+                        "    txn.add_recipient('carol@example.test')\n"
+                        "    txn.add_recipient('carol@example.test')\n"  # never twice
+                        "    txn.remove_recipient('bob@example.test')\n")  # the host's case does not matter
+    r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<bob@EXAMPLE.test>", "RCPT TO:<dan@example.test>",
+              "DATA", "QUIT", body="Subject: s\n\nx")
+    assert r.codes[-2] == 250
+    assert r.queued[0].recipients == ["dan@example.test", "carol@example.test"]
+
+
+def test_deferred_rejects_naughty_and_karma():
+    plugin = make()
+    assert not plugin.is_naughty()
+    assert plugin.store_deferred_reject("first") == DECLINED
+    plugin.store_deferred_reject(["second", "third"], "temp")
+    plugin.store_deferred_reject("fourth", "perm")
+    notes = plugin.connection.notes
+    assert notes["naughty"] == "first\r\nsecond\r\nthird\r\nfourth" and notes["naughty_reject_type"] == "temp"
+    assert plugin.is_naughty()
+    plugin.adjust_karma(2)
+    plugin.adjust_karma(-5)
+    assert notes["karma"] == -3
