@@ -4,21 +4,14 @@ Where qpsmtpd follows RFC 5321 the reply codes must match. Where it does not,
 the test pins both behaviours, so the difference stays deliberate.
 """
 
-import os
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
+import realqpsmtpd
 from conftest import dialogue
 
-ORACLE = Path(__file__).resolve().parents[3] / "shared" / "qpsmtpd-oracle" / "run-qpsmtpd.sh"
-
-pytestmark = pytest.mark.skipif(
-    not (ORACLE.exists() and Path("/usr/share/perl5/Qpsmtpd.pm").exists() and shutil.which("socat")),
-    reason="needs ../shared/qpsmtpd-oracle, Debian's qpsmtpd package and socat",
-)
+pytestmark = pytest.mark.skipif(not realqpsmtpd.AVAILABLE, reason=realqpsmtpd.SKIP_REASON)
 
 PLUGINS = ["relay", "rcpt_ok"]
 
@@ -36,10 +29,7 @@ def both(smtp):
     (oracle_dir / "config" / "plugins").write_text("\n".join(PLUGINS + [f"queue/maildir {oracle_maildir}"]) + "\n")
 
     def run(data: bytes):
-        env = {"PATH": os.environ["PATH"], "TCPREMOTEIP": "192.0.2.10", "QP_LOG": str(oracle_dir / "qp.log")}
-        proc = subprocess.run([str(ORACLE), str(oracle_dir / "config")], input=data, capture_output=True,
-                              env=env, timeout=60)
-        theirs = [int(line[:3]) for line in proc.stdout.split(b"\r\n") if line[3:4] == b" "]
+        theirs = realqpsmtpd.codes(realqpsmtpd.session(oracle_dir / "config", data, oracle_dir / "qp.log"))
         ours = smtp.run(data)
         new = oracle_maildir / "new"
         their_msgs = [p.read_bytes() for p in sorted(new.iterdir())] if new.is_dir() else []

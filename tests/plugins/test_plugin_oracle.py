@@ -5,16 +5,12 @@ Known, deliberate differences (see each plugin's documentation) are asserted as 
 """
 
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
+import realqpsmtpd
 from conftest import dialogue
 
-ORACLE = Path("/work/shared/qpsmtpd-oracle/run-qpsmtpd.sh")
-pytestmark = pytest.mark.skipif(
-    not (Path("/usr/share/perl5/Qpsmtpd").is_dir() and ORACLE.is_file() and shutil.which("socat")),
-    reason="needs Debian's qpsmtpd, the oracle script and socat")
+pytestmark = pytest.mark.skipif(not realqpsmtpd.AVAILABLE, reason=realqpsmtpd.SKIP_REASON)
 
 
 def replies(stdout):
@@ -52,9 +48,9 @@ def both(smtp, plugins, data, **env):
             shutil.copy(f, odir / f.name)
     (odir / "plugin_dirs").write_text("/usr/share/qpsmtpd/plugins\n")
     (odir / "plugins").write_text("\n".join(p.format(maildir=smtp.root / "oracle" / "Maildir") for p in plugins) + "\n")
-    oenv = smtp.env(QP_LOG=str(smtp.root / "oracle" / "qpsmtpd.log"), **env)
-    theirs = subprocess.run([str(ORACLE), str(odir)], input=data, capture_output=True, env=oenv, timeout=120)
-    return replies(ours.stdout), replies(theirs.stdout)
+    oenv = {k: v for k, v in smtp.env(**env).items() if k.startswith(("TCP", "RELAYCLIENT"))}
+    theirs = realqpsmtpd.session(odir, data, smtp.root / "oracle" / "qpsmtpd.log", timeout=120, **oenv)
+    return replies(ours.stdout), replies(theirs)
 
 
 def test_badmailfrom(smtp):

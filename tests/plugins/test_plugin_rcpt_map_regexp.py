@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 
 import pytest
 from conftest import dialogue
-from test_oracle import ORACLE
+import realqpsmtpd
 
 REGEXP = r"""# qpsmtpd's own example, adapted
 me@example.test           OK       Accepting mail
@@ -40,7 +38,7 @@ def test_rcpt_regexp_answers_as_qpsmtpd(smtp):
                     RELAYCLIENT="").codes[3] == 250  # a relay client may
 
 
-@pytest.mark.skipif(not (ORACLE.exists() and shutil.which("socat")), reason="needs the qpsmtpd oracle and socat")
+@pytest.mark.skipif(not realqpsmtpd.AVAILABLE, reason=realqpsmtpd.SKIP_REASON)
 def test_rcpt_regexp_codes_match_the_real_qpsmtpd(smtp, tmp_path):
     config = tmp_path / "qp"
     config.mkdir()
@@ -54,9 +52,7 @@ def test_rcpt_regexp_codes_match_the_real_qpsmtpd(smtp, tmp_path):
     smtp.plugins("rcpt_regexp", "rcpt_ok", f"queue/maildir {smtp.maildir}")
 
     def qpsmtpd(data):
-        env = {"PATH": os.environ["PATH"], "TCPREMOTEIP": "192.0.2.10", "QP_LOG": str(tmp_path / "qp.log")}
-        done = subprocess.run([str(ORACLE), str(config)], input=data, capture_output=True, env=env, timeout=60)
-        return [int(line[:3]) for line in done.stdout.split(b"\r\n") if line[3:4] == b" "]
+        return realqpsmtpd.codes(realqpsmtpd.session(config, data, tmp_path / "qp.log"))
 
     addresses = ADDRESSES[:-1]
     assert rcpt_codes(lambda data: smtp.run(data).codes, addresses) == rcpt_codes(qpsmtpd, addresses)
