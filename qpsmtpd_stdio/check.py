@@ -16,8 +16,8 @@ What it checks:
 - each plugin's module code and `register(plugin, *args)` run without raising
   (reported at the plugin's deepest line in the traceback, else at the config line).
 
-It also warns, without failing, when no plugin has a `queue` hook (every
-message would get 451). No hook but `register` runs and nothing is sent.
+A config in which no plugin has a `queue` hook is a problem: every message
+would get 451. No hook but `register` runs and nothing is sent.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def check(config_dir: str | None = None, out=None) -> int:
         check_unread(config, report)
         check_cdb(config, report)
         if not report.problems and "queue" not in loaded:
-            report.warning(f"{os.path.join(directory, 'plugins')}: warning: no plugin has a queue hook; "
+            report.problem(f"{os.path.join(directory, 'plugins')}", "no plugin has a queue hook; "
                                    "every message will be answered 451")
     for line in report.out:
         out.write(line + "\n")

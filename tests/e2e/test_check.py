@@ -72,11 +72,11 @@ def test_no_hook_runs_but_register_and_env_names_the_dir(smtp):
     assert not marker.exists()
 
 
-def test_missing_queue_plugin_is_a_warning_only(smtp):
+def test_missing_queue_plugin_is_a_problem(smtp):
     smtp.plugins("relay", "rcpt_ok")
     done = check(smtp)
-    assert done.returncode == 0
-    assert "warning: no plugin has a queue hook" in done.stdout
+    assert done.returncode == 1  # every message would get 451
+    assert f"{smtp.dir / 'plugins'}: no plugin has a queue hook; every message will be answered 451" in done.stdout
 
 
 def test_missing_config_dir_fails(smtp):
