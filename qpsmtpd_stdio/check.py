@@ -70,6 +70,7 @@ def check(config_dir: str | None = None, out=None) -> int:
         if not report.problems and "queue" not in loaded:
             report.problem(f"{os.path.join(directory, 'plugins')}", "no plugin has a queue hook; "
                                    "every message will be answered 451")
+        report.line(logs_line(config, loaded))
     for line in report.out:
         out.write(line + "\n")
     if report.problems:
@@ -166,6 +167,16 @@ def check_unread(config, report: Report) -> None:
         path = os.path.join(config.directory, name)
         if os.path.exists(path):
             report.warning(f"{path}: not read by qpsmtpd-stdio: {why}")
+
+
+def logs_line(config, loaded: set[str]) -> str:
+    """Where the log lines of a session will go."""
+    from .log import destination
+
+    if "logging" in loaded:
+        return f"logs: to the plugins in {os.path.join(config.directory, 'logging')}"
+    return (f"logs: under inetd, xinetd or systemd (fd 2 is the client's socket) to {destination(True)}; "
+            "otherwise to standard error")
 
 
 def check_cdb(config, report: Report) -> None:

@@ -3,7 +3,9 @@
 Where a line goes: to every `logging` hook a plugin registers (logging/file,
 logging/syslog...); with no such plugin, to syslog when fd 2 is the client's
 socket (as under inetd and xinetd), else to fd 2. Nothing here ever writes to
-fd 1.
+fd 1. When syslog is wanted but nothing listens on /dev/log (a container, a
+box without rsyslog), lines go to FALLBACK instead (or the file named by
+QPSMTPD_LOG_FALLBACK in the environment), never nowhere.
 """
 
 from __future__ import annotations
@@ -19,6 +21,33 @@ if TYPE_CHECKING:
     from typing import Callable
 
 _SYSLOG_PRIORITY = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7}
+SYSLOG_SOCKET = "/dev/log"
+FALLBACK = "/var/log/qpsmtpd-stdio/in.qpsmtpd.log"  # the package makes the dir, owned by its service user
+
+
+def syslog_listening(path: str = SYSLOG_SOCKET) -> bool:
+    """Does a syslog daemon read `path`? (Python's syslog drops lines silently when none does.)"""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    try:
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def fallback_path() -> str:
+    return os.environ.get("QPSMTPD_LOG_FALLBACK") or FALLBACK
+
+
+def destination(to_syslog: bool) -> str:
+    """Where the default log goes, in words (for --check)."""
+    if not to_syslog:
+        return "standard error"
+    return f"syslog ({SYSLOG_SOCKET})" if syslog_listening() else f"the file {fallback_path()} (no syslog listens)"
 
 
 def parse_level(text: str | int | None, default: int = LOGWARN) -> int:
@@ -91,17 +120,36 @@ class Log:
         line = format_line(message, plugin, self.hook)
         if self.to_syslog:
             if self._syslog is None:
-                import syslog
+                if syslog_listening():
+                    import syslog
 
-                syslog.openlog("qpsmtpd-stdio", syslog.LOG_PID, syslog.LOG_MAIL)
-                self._syslog = syslog
-            # The PID is already in syslog's record.
-            self._syslog.syslog(_SYSLOG_PRIORITY.get(level, 7), line.split(" ", 1)[1])
+                    syslog.openlog("qpsmtpd-stdio", syslog.LOG_PID, syslog.LOG_MAIL)
+                    self._syslog = syslog
+                else:
+                    self._syslog = False
+            if self._syslog:
+                # The PID is already in syslog's record.
+                self._syslog.syslog(_SYSLOG_PRIORITY.get(level, 7), line.split(" ", 1)[1])
+                return
+            self._to_fallback(line)
             return
         try:
             os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
         except OSError:
             pass
+
+    def _to_fallback(self, line: str) -> None:
+        import time
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        try:
+            fd = os.open(fallback_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:  # one write on an O_APPEND descriptor: lines of concurrent sessions never interleave
+                os.write(fd, f"{stamp} {line}\n".encode("utf-8", "backslashreplace"))
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # no syslog, no file: there is nowhere left that is not the client's socket
 
 
 class LogWriter:

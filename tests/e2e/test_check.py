@@ -24,6 +24,7 @@ def test_good_config_passes(smtp):
     assert done.stdout.splitlines() == [f"{smtp.dir / 'logging'}:1: logging/file: works",
                                         *(f"{smtp.dir / 'plugins'}:{n}: {name}: works"
                                           for n, name in enumerate(("fine", "relay", "rcpt_ok", "queue/maildir"), 1)),
+                                        f"logs: to the plugins in {smtp.dir / 'logging'}",
                                         f"ok: {smtp.dir}"]
 
 
@@ -40,7 +41,7 @@ def test_each_problem_reported_at_its_file_and_line(smtp):
     smtp.write("badrcptto", "$include /nonexistent/qpsmtpd-check-list")
     done = check(smtp)
     assert done.returncode == 1
-    lines = [line for line in done.stdout.splitlines() if not line.endswith(": works")]
+    lines = [line for line in done.stdout.splitlines() if not line.endswith(": works") and not line.startswith("logs: ")]
     expected = [
         f"{syntax}:2:12: SyntaxError: '(' was never closed",
         f"{raises}:4: FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent/qpsmtpd-check' "
@@ -120,7 +121,8 @@ def test_zero_where_it_cannot_mean_no_limit(smtp):
     for name in sorted(set(DEFAULTS) - NOT_ZERO - {"loglevel"}):
         smtp.write(name, "0")  # each of these takes 0 as "no limit" or "off"
     done = check(smtp)
-    problems = [line for line in done.stdout.splitlines()[:-1] if not line.endswith(": works")]
+    problems = [line for line in done.stdout.splitlines()[:-1] if not line.endswith(": works")
+                and not line.startswith("logs: ")]
     assert sorted(line.split(":")[0].rsplit("/", 1)[1] for line in problems) == sorted(NOT_ZERO), done.stdout
     assert all("0 would fail every session" in line for line in problems)
 
@@ -133,3 +135,22 @@ def test_a_session_survives_zero_where_it_cannot_mean_no_limit(smtp):
     r = smtp.run(b"EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nSubject: z\r\n\r\nhi\r\n.\r\nQUIT\r\n")
     assert r.codes == [220, 250, 250, 250, 354, 250, 221], r.stdout
     assert "config timeout: 0 is not allowed" in r.log
+
+
+def test_logs_never_vanish_without_syslog(smtp, tmp_path):
+    """Under inetd fd 2 is the client's socket; with no syslog daemon the lines go to the fallback file."""
+    from qpsmtpd_stdio.log import syslog_listening
+
+    if syslog_listening():
+        pytest.skip("a syslog daemon listens on /dev/log here: the lines go there")
+    fallback = tmp_path / "fallback.log"
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    smtp.write("loglevel", "LOGDEBUG")
+    r = smtp.run(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.example>\r\nQUIT\r\n", via="socketpair",
+                 QPSMTPD_LOG_FALLBACK=str(fallback))
+    assert r.codes == [220, 250, 250, 550, 221]
+    text = fallback.read_text()
+    assert "connection from" in text and "session from" in text  # the first and the last line of the session
+    assert oct(fallback.stat().st_mode & 0o777) == "0o640"
+    done = check(smtp)
+    assert "logs: under inetd, xinetd or systemd (fd 2 is the client's socket) to the file " in done.stdout
