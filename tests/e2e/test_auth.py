@@ -489,3 +489,29 @@ def test_submission_and_smtps_under_xinetd(smtp, certs):
     assert "AUTH LOGIN failed from [127.0.0.1] for 'alice@example.test'" in text and "3 failed AUTH attempts; disconnecting" in text
     for secret in (PASSWORD, b64(PASSWORD), plain()):
         assert secret not in text
+
+
+@pytest.mark.parametrize("sender, code", [
+    ("alice@example.test", 250),       # her login
+    ("ALICE@Example.Test", 250),       # any case
+    ("", 250),                         # the null sender: bounces, receipts
+    ("sales@example.test", 250),       # sender_login_maps gives her this one
+    ("anyone@shared.example", 250),    # and a whole domain
+    ("bob@example.test", 553),         # someone else's
+    ("alice@elsewhere.example", 553),  # her name, another domain
+])
+def test_sender_login_binds_the_sender_to_the_login(harness, sender, code):
+    harness.plugins = ["auth/auth_flat_file", "auth/require_auth sender_login 1", "rcpt_ok"]
+    harness.config("sender_login_maps", "sales@example.test alice@example.test,bob@example.test",
+                   "@shared.example alice@example.test")
+    r = harness.run("EHLO c.example", f"AUTH PLAIN {plain()}", f"MAIL FROM:<{sender}>", "QUIT")
+    assert r.codes == [220, 250, 235, code, 221]
+    if code == 553:
+        assert r.replies[3].text == (f"5.7.1 <{sender}>: Sender address rejected: not owned by user "
+                                     "alice@example.test")
+
+
+def test_sender_login_off_by_default(harness):
+    harness.plugins = ["auth/auth_flat_file", "auth/require_auth", "rcpt_ok"]
+    r = harness.run("EHLO c.example", f"AUTH PLAIN {plain()}", "MAIL FROM:<bob@example.test>", "QUIT")
+    assert r.codes == [220, 250, 235, 250, 221]
