@@ -59,6 +59,24 @@ def parse_args(argv: list[str]) -> dict:
     return opts
 
 
+def become(name: str) -> str | None:
+    """Switch from root to the service user `name` (config `user`), groups and all; the reason if it cannot."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return f"config user: no such user {name!r}; refusing to run the session as root"
+    try:
+        os.initgroups(entry.pw_name, entry.pw_gid)  # ssl-cert and the like, as xinetd's `groups = yes` would
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except OSError as exc:
+        return f"config user: cannot become {name!r}: {exc.strerror}; refusing to run the session as root"
+    os.environ["HOME"] = entry.pw_dir
+    return None
+
+
 def session_fd(environ) -> int:
     """fd 3 when systemd passed one connection by LISTEN_FDS (Accept=yes without StandardInput=socket), else 0."""
     if environ.get("LISTEN_FDS") == "1" and environ.get("LISTEN_PID") == str(os.getpid()):
@@ -106,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     log.level = parse_level(config.get_one("loglevel"), 4)
     fd = session_fd(os.environ)
     transport = Transport(fd, 1 if fd == 0 else fd)
+    if os.geteuid() == 0 and config.get_one("user"):
+        refusal = become(config.get_one("user"))
+        if refusal:  # never serve a client as root by mistake
+            log(2, refusal)
+            transport.write(b"421 4.3.0 Service not available, try again later\r\n")
+            transport.close()
+            return 1
     connection = identify(os.environ, fd)
     transcript_path = opts["transcript"] or config.get_one("transcript")
     if transcript_path:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from conftest import BIN
 
@@ -154,3 +157,35 @@ def test_logs_never_vanish_without_syslog(smtp, tmp_path):
     assert oct(fallback.stat().st_mode & 0o777) == "0o640"
     done = check(smtp)
     assert "logs: under inetd, xinetd or systemd (fd 2 is the client's socket) to the file " in done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts as root to drop to the service user")
+def test_started_as_root_it_becomes_the_service_user(smtp):
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from conftest import simple_session
+
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="qpsmtpd-user-"))  # outside pytest's 0700 tree: `nobody` must get in
+    try:
+        root.chmod(0o777)
+        config = root / "config"
+        shutil.copytree(smtp.dir, config)
+        for path in [config, *config.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (config / "plugins").write_text(f"rcpt_ok\nqueue/maildir {root / 'Maildir'}\n")
+        (config / "store_dir").write_text(f"{root}\n")
+        (config / "user").write_text("nobody\n")
+        r = smtp.run(simple_session(), QPSMTPD_CONFIG=str(config))
+        assert r.codes[-2:] == [250, 221], r.log
+        delivered = next((root / "Maildir" / "new").iterdir())
+        assert delivered.stat().st_uid == nobody.pw_uid and (root / "Maildir" / "tmp").stat().st_uid == nobody.pw_uid
+        (config / "user").write_text("no-such-user-here\n")
+        r = smtp.run(simple_session(), QPSMTPD_CONFIG=str(config))
+        assert r.codes == [421]
+        assert "config user: no such user 'no-such-user-here'; refusing to run the session as root" in r.log
+    finally:
+        shutil.rmtree(root)
