@@ -65,6 +65,17 @@ def register(plugin, cert=None, key=None, ca=None, dhparam=None, *rest):
 
     # The core calls this when STARTTLS or SMTPS starts (see the session's tls_provider).
     plugin.tls_context = make_context
+    plugin.probe = lambda: probe(make_context)
+
+
+def probe(make_context):
+    """For --check: can this user load the certificate and key? (Else every STARTTLS gets 454.)"""
+    try:
+        make_context()
+    except Exception as exc:  # what a session would log, named by the file when the error names one
+        where = getattr(exc, "filename", None)
+        return [f"cannot start TLS: {exc}" + (f" ({where})" if where else "") + "; STARTTLS would get 454"]
+    return []
 
 
 def hook_ehlo(plugin, txn, host):

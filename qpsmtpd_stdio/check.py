@@ -51,13 +51,32 @@ class Report:
         self.out[line] = None
 
 
-def check(config_dir: str | None = None, out=None) -> int:
-    """Check the config dir; print the report to `out` (stdout); 0 if all is well, 1 if not."""
+def check(config_dir: str | None = None, out=None, user: str | None = None) -> int:
+    """Check the config dir; print the report to `out` (stdout); 0 if all is well, 1 if not.
+
+    Run as root, it first becomes the service user (`user`, else config `user`):
+    the permissions that matter are that user's.
+    """
     from .config import Config, find_config_dir
 
     out = out or sys.stdout
     directory = find_config_dir(config_dir)
     report = Report()
+    user = user or (Config(directory).get_one("user") if os.geteuid() == 0 and os.path.isdir(directory) else None)
+    if user and os.geteuid() == 0:
+        from . import connection, log, pluginhost, signals  # noqa: F401  (loaded while root can read them)
+        from .serviceuser import become, unreadable
+
+        refusal = become(user)
+        if refusal:
+            out.write(f"{directory}: {refusal}\n1 problem(s) in {directory}\n")
+            return 1
+        report.line(f"checked as user {user}")
+        for path in unreadable():
+            report.problem(path, f"user {user} cannot read Python or qpsmtpd-stdio here (a venv made from a Python "
+                                 "in /root?); every session would fail before a word is said")
+    elif user:
+        report.warning(f"{directory}: not root: checked as this user, not as {user!r}")
     if not os.path.isdir(directory):
         report.problem(directory, "no such config directory")
     else:
@@ -143,7 +162,12 @@ def check_plugins(config, report: Report) -> set[str]:
             except pluginhost.PluginLoadError as exc:
                 report.problem(*locate(exc, plugin_path, where))
                 continue
-            report.line(f"{where}: {words[0]}: {describe(words[0], note)}")
+            probe = getattr(host.plugins[-1], "probe", None) if host.plugins else None
+            problems = probe() if callable(probe) else []  # what the plugin will open at run time
+            for problem in problems:
+                report.problem(where, f"{words[0]}: {problem}")
+            if not problems:
+                report.line(f"{where}: {words[0]}: {describe(words[0], note)}")
     finally:
         restore()
     return {hook for plugin in host.plugins for hook in plugin.hooks}

@@ -11,7 +11,7 @@ import os
 import sys
 
 USAGE = """usage: in.qpsmtpd [--config DIR] [--transcript FILE] [--smtps]
-       in.qpsmtpd --check [--config DIR]
+       in.qpsmtpd --check [--config DIR] [--user NAME]
        in.qpsmtpd --import-qpsmtpd-db greylisting|karma FILE [--config DIR]
 
 Runs one SMTP session on standard input and output (or on the socket passed
@@ -27,24 +27,26 @@ as fd 3 by systemd's LISTEN_FDS protocol). The config directory is
                      same, as does a connection to port 465
   --check            load the config and every plugin, say what each plugin
                      line does, report each problem as FILE:LINE: message,
-                     and exit 1 if sessions would refuse mail
+                     and exit 1 if sessions would refuse mail; run as root,
+                     it checks as the service user (--user NAME, else
+                     config `user`), opening what that user must open
   --import-qpsmtpd-db  once, when moving a qpsmtpd site over: copy its
                      greylisting or karma DBM file into the store that the
                      plugin's line in config/plugins uses
 """
 
-_VALUED = {"-c": "config", "--config": "config", "--transcript": "transcript"}
+_VALUED = {"-c": "config", "--config": "config", "--transcript": "transcript", "--user": "user"}
 
 
 def parse_args(argv: list[str]) -> dict:
-    opts: dict = {"config": None, "transcript": None}
+    opts: dict = {"config": None, "transcript": None, "user": None}
     args = list(argv)
     while args:
         arg = args.pop(0)
         name, eq, value = arg.partition("=")
         if arg in _VALUED and args:
             opts[_VALUED[arg]] = args.pop(0)
-        elif eq and name in ("--config", "--transcript"):
+        elif eq and name in ("--config", "--transcript", "--user"):
             opts[_VALUED[name]] = value
         elif arg == "--check":
             opts["check"] = True
@@ -57,24 +59,6 @@ def parse_args(argv: list[str]) -> dict:
         else:
             opts["error"] = f"unknown argument: {arg}"
     return opts
-
-
-def become(name: str) -> str | None:
-    """Switch from root to the service user `name` (config `user`), groups and all; the reason if it cannot."""
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return f"config user: no such user {name!r}; refusing to run the session as root"
-    try:
-        os.initgroups(entry.pw_name, entry.pw_gid)  # ssl-cert and the like, as xinetd's `groups = yes` would
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-    except OSError as exc:
-        return f"config user: cannot become {name!r}: {exc.strerror}; refusing to run the session as root"
-    os.environ["HOME"] = entry.pw_dir
-    return None
 
 
 def session_fd(environ) -> int:
@@ -104,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if opts.get("check"):
         from .check import check
 
-        return check(opts["config"])
+        return check(opts["config"], user=opts.get("user"))
     if opts.get("import"):
         from .qpimport import run
 
@@ -125,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     fd = session_fd(os.environ)
     transport = Transport(fd, 1 if fd == 0 else fd)
     if os.geteuid() == 0 and config.get_one("user"):
+        from .serviceuser import become
+
         refusal = become(config.get_one("user"))
         if refusal:  # never serve a client as root by mistake
             log(2, refusal)

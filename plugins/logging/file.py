@@ -65,6 +65,19 @@ def register(plugin, *args):
     plugin.target = " ".join(args)
     plugin.fd, plugin.opened, plugin.broken = None, None, False
     plugin.prefix = f"{os.uname().nodename}[{os.getpid()}]: "
+    plugin.probe = lambda: probe(plugin)
+
+
+def probe(plugin):
+    """For --check: can this user append to the log file? (It is created if missing, as a session would.)"""
+    target = expand(plugin, plugin.target)
+    if target.startswith("|"):
+        return []
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+    except OSError as exc:
+        return [f"cannot write the log file {target}: {exc.strerror}; its lines would be lost"]
+    return []
 
 
 def parse_level(text):

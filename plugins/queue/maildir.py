@@ -53,6 +53,25 @@ def register(plugin, path=None, template=None, mode="700", *rest):
     plugin.template = template
     plugin.dir_mode = int(mode, 8)
     plugin.file_mode = plugin.dir_mode & 0o666
+    plugin.probe = lambda: probe(plugin)
+
+
+def probe(plugin):
+    """For --check: can this user make the Maildir and write a file into its tmp/? (The file is removed.)"""
+    if plugin.template:
+        return []  # one Maildir per recipient: known only when mail comes
+    try:
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(plugin.maildir, sub), plugin.dir_mode, exist_ok=True)
+        path = os.path.join(plugin.maildir, "tmp", f"qpsmtpd-check.{os.getpid()}")
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, plugin.file_mode))
+        os.unlink(path)
+        for sub in ("new", "cur"):
+            if not os.access(os.path.join(plugin.maildir, sub), os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", os.path.join(plugin.maildir, sub))
+    except OSError as exc:
+        return [f"cannot deliver into {exc.filename or plugin.maildir}: {exc.strerror}; every message would get 451"]
+    return []
 
 
 def hook_queue(plugin, txn):

@@ -189,3 +189,43 @@ def test_started_as_root_it_becomes_the_service_user(smtp):
         assert "config user: no such user 'no-such-user-here'; refusing to run the session as root" in r.log
     finally:
         shutil.rmtree(root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks as another user, which only root can become")
+def test_check_as_the_service_user_sees_its_permissions(tmp_path):
+    """Root could open everything; the service user cannot: --check --user finds what would fail at run time."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="qpsmtpd-check-"))
+    try:
+        root.chmod(0o755)
+        config = root / "config"
+        config.mkdir(mode=0o755)
+        secret = root / "private"
+        secret.mkdir(mode=0o700)  # /etc/ssl/private's lesson: the key is there, but not for this user
+        (secret / "key.pem").write_text("not for this user\n")
+        maildir = root / "Maildir"
+        maildir.mkdir(mode=0o700)  # made by root, as the first "try it" session did
+        logdir = root / "log"
+        logdir.mkdir(mode=0o755)
+        (config / "me").write_text("mx.example.test\n")
+        (config / "logging").write_text(f"logging/file {logdir / 'qpsmtpd.log'}\n")
+        (config / "plugins").write_text(f"tls {secret / 'cert.pem'} {secret / 'key.pem'}\nrcpt_ok\n"
+                                        f"queue/maildir {maildir}\n")
+        for path in config.iterdir():
+            path.chmod(0o644)
+        done = subprocess.run([sys.executable, str(BIN), "--check", "--config", str(config), "--user", "nobody"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        out = done.stdout
+        assert "checked as user nobody" in out
+        assert f"{config / 'plugins'}:1: tls: cannot start TLS:" in out and "STARTTLS would get 454" in out
+        assert f"{config / 'plugins'}:3: queue/maildir: cannot deliver into {maildir}" in out
+        assert f"{config / 'logging'}:1: logging/file: cannot write the log file {logdir / 'qpsmtpd.log'}" in out
+        as_root = subprocess.run([sys.executable, str(BIN), "--check", "--config", str(config)], capture_output=True,
+                                 text=True, timeout=60)
+        assert "queue/maildir: cannot deliver" not in as_root.stdout  # root can; the service user cannot
+    finally:
+        shutil.rmtree(root)
