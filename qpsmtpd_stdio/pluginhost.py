@@ -10,6 +10,9 @@ once after loading. See README "Writing a plugin" for the API.
 Compiled code is cached in `__pycache__/NAME.qpsmtpd.pyc` beside each plugin,
 keyed by a hash of the source (not its mtime), so an edit is always seen by the
 next connection, even two saves in the same second that keep the file's size.
+Where that cache cannot be written (installed plugins, a service user), the
+standard `__pycache__/NAME.cpython-3X.pyc` that pip or the package wrote is
+used while it is current (PEP 552: hash, or mtime and size).
 
 A plugin that raises, returns nonsense or overruns `plugin_timeout` is logged
 with its traceback and answered as DENYSOFT ("try again later"): a broken
@@ -275,6 +278,30 @@ def format_traceback(exc: BaseException) -> str:
 
 
 # Compiled-code cache ---------------------------------------------------
+def _standard_pyc(bootstrap, path: str, source: bytes, key: bytes):
+    """The code from the `__pycache__/NAME.cpython-3X.pyc` that pip, compileall or the Debian package wrote
+    beside a plugin, if it is current (PEP 552: its source hash, or the source's mtime and size), else None.
+
+    The service user usually cannot write our own cache beside installed plugins; this one is there already.
+    """
+    try:
+        with open(bootstrap.cache_from_source(path), "rb") as fh:
+            blob = fh.read()
+        if blob[:4] != bootstrap.MAGIC_NUMBER:
+            return None
+        flags = int.from_bytes(blob[4:8], "little")
+        if flags & 1:  # hash-based
+            current = blob[8:16] == key[4:]
+        else:
+            st = os.stat(path)
+            current = (int.from_bytes(blob[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                       and int.from_bytes(blob[12:16], "little") == len(source) & 0xFFFFFFFF)
+        return marshal.loads(memoryview(blob)[16:]) if current else None
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+
+
+
 def load_code(path: str):
     """The code object of the plugin at `path`, from the hash-keyed cache when it is current."""
     import _frozen_importlib_external as bootstrap
@@ -294,6 +321,9 @@ def load_code(path: str):
             return marshal.loads(memoryview(blob)[len(key):])
     except (OSError, ValueError, EOFError, TypeError):
         pass
+    code = _standard_pyc(bootstrap, path, source, key)
+    if code is not None:
+        return code
     try:
         code = compile(source, path, "exec", dont_inherit=True)
     except SyntaxError as exc:
