@@ -86,6 +86,7 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
         loaded = check_plugins(config, report)
         check_unread(config, report)
         check_cdb(config, report)
+        check_patterns(config, report)
         if not report.problems and "queue" not in loaded:
             report.problem(f"{os.path.join(directory, 'plugins')}", "no plugin has a queue hook; "
                                    "every message will be answered 451")
@@ -201,6 +202,29 @@ def logs_line(config, loaded: set[str]) -> str:
         return f"logs: to the plugins in {os.path.join(config.directory, 'logging')}"
     return (f"logs: under inetd, xinetd or systemd (fd 2 is the client's socket) to {destination(True)}; "
             "otherwise to standard error")
+
+
+def check_patterns(config, report: Report) -> None:
+    """Every regular expression of the list files compiles (a bad one would be skipped, every time, quietly)."""
+    from .patterns import ADDRESS_PATTERN_CHARS, NAME_PATTERN_CHARS
+
+    lists = {"badmailfrom": ADDRESS_PATTERN_CHARS, "badrcptto": ADDRESS_PATTERN_CHARS, "badhelo": NAME_PATTERN_CHARS,
+             "rcpt_regexp": None}
+    for name, chars in lists.items():
+        for path, lineno, item in numbered(config, name, report):
+            entry = item.split()[0]
+            if chars is None:  # rcpt_regexp: /REGEX/ entries
+                pattern = entry[1:-1] if len(entry) > 1 and entry[0] == entry[-1] == "/" else None
+            else:
+                pattern = entry.lstrip("!") if chars.intersection(entry) else None
+            if pattern is None:
+                continue
+            import re
+
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                report.problem(f"{path}:{lineno}", f"{name}: bad pattern {entry!r}: {exc}; the line would be skipped")
 
 
 def check_cdb(config, report: Report) -> None:

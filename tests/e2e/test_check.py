@@ -229,3 +229,16 @@ def test_check_as_the_service_user_sees_its_permissions(tmp_path):
         assert "queue/maildir: cannot deliver" not in as_root.stdout  # root can; the service user cannot
     finally:
         shutil.rmtree(root)
+
+
+def test_bad_patterns_in_list_files(smtp):
+    smtp.write("badmailfrom", "ok@example.org\n^spam[0-9+@example\\.org$\n")
+    smtp.write("badhelo", "!^(good|fine\\.example$\n")
+    smtp.write("rcpt_regexp", "/^(unclosed@/ DENY no\n/^fine@/ OK\n")
+    smtp.plugins("rcpt_ok", f"queue/maildir {smtp.maildir}")
+    done = check(smtp)
+    assert done.returncode == 1
+    assert f"{smtp.dir / 'badmailfrom'}:2: badmailfrom: bad pattern '^spam[0-9+@example\\\\.org$'" in done.stdout
+    assert f"{smtp.dir / 'badhelo'}:1: badhelo: bad pattern" in done.stdout
+    assert f"{smtp.dir / 'rcpt_regexp'}:1: rcpt_regexp: bad pattern '/^(unclosed@/'" in done.stdout
+    assert ":2: rcpt_regexp" not in done.stdout and "badmailfrom:1" not in done.stdout
