@@ -64,7 +64,8 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
     report = Report()
     user = user or (Config(directory).get_one("user") if os.geteuid() == 0 and os.path.isdir(directory) else None)
     if user and os.geteuid() == 0:
-        from . import connection, log, pluginhost, signals  # noqa: F401  (loaded while root can read them)
+        for module in ("connection", "log", "pluginhost", "signals"):  # loaded while root can read them
+            __import__(f"{__package__}.{module}")
         from .serviceuser import become, unreadable
 
         refusal = become(user)
