@@ -86,6 +86,9 @@ class Incoming:
 
 def deliver(host, txn, connection, config, me: str, log) -> Verdict:
     """Received, data_post, Authentication-Results, then the queue hooks: the verdict for the end of data."""
+    verdict = after_data("data_headers_end", host.run("data_headers_end", txn))  # qpsmtpd's: the header alone
+    if verdict is not None:
+        return verdict
     result = host.run("received_line", txn)
     if result.code == OK and result.lines:
         txn.header.add_folded("Received", result.lines, prepend=True)

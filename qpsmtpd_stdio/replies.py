@@ -39,6 +39,7 @@ STAGES: dict[str, dict[int, tuple]] = {
     "rcpt": _refusals((550, "5.7.1", "relaying denied"), (450, "4.7.1", "relaying denied"),
                       (550, "5.7.1", "delivery denied")),
     "data": _MESSAGE,
+    "data_headers_end": _MESSAGE,
     "data_post": _MESSAGE,
     "queue": _MESSAGE,
     "noop": _COMMAND,
@@ -52,7 +53,7 @@ STAGES: dict[str, dict[int, tuple]] = {
 OTHERWISE = {
     "connect": "220", "helo": "250", "ehlo": "250 with the extensions", "mail_pre": "the command goes on",
     "rcpt_pre": "the command goes on", "mail": "250", "rcpt": "`OK` → 250, all `DECLINED` → 450", "data": "354",
-    "data_post": "the message goes to the queue", "queue": "`OK` → 250, all `DECLINED` → 451",
+    "data_headers_end": "`data_post` runs", "data_post": "the message goes to the queue", "queue": "`OK` → 250, all `DECLINED` → 451",
     "noop": "250", "vrfy": "`OK` → 250, else 252", "help": "214; `(OK, lines)` gives those lines", "unrecognized_command": "500",
     "quit": "221; `(DONE, \"221 text\")` replaces its text",
 }

@@ -67,6 +67,20 @@ class Transaction:
         """Add a header field to the message (at the end of the header block)."""
         self.header.add(name, value)
 
+    def body_write(self, data) -> None:
+        """Append to the body, after the data (qpsmtpd's body_write): text is UTF-8, every line end CRLF.
+
+        A NUL is refused (ValueError), as in a message from a client. Queues get what they would get from a
+        client: smtp-forward dot-stuffs it, so a `.` line written here cannot end the message early.
+        """
+        if self._spool is None:
+            raise RuntimeError("body_write: no message yet (it works from data_post on)")
+        data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        if b"\0" in data:
+            raise ValueError("body_write: NUL in the data")
+        self._spool.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        self.data_size = self._spool.size
+
     def body_stream(self):
         """The message body (after the header block) as a binary file object, CRLF line ends."""
         return self._spool.open(self._body_offset)

@@ -264,3 +264,40 @@ def test_deferred_rejects_naughty_and_karma():
     plugin.adjust_karma(2)
     plugin.adjust_karma(-5)
     assert notes["karma"] == -3
+
+
+def test_data_headers_end_sees_the_header_before_received_and_data_post(tmp_path):
+    from qpsmtpd_stdio.testing import Harness
+
+    h = Harness(tmp_path, plugins=["by_header", "after", "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    h.plugin("by_header", "from qpsmtpd_stdio import DENY, DECLINED\n"
+                          "def hook_data_headers_end(plugin, txn):\n"
+                          "    plugin.connection.notes['seen'] = txn.header.names()\n"
+                          "    return (DENY, 'no thanks') if txn.header.get('X-Spam') else DECLINED\n")
+    h.plugin("after", "def hook_data_post(plugin, txn):\n    plugin.connection.notes['data_post'] = True\n")
+    r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA", "QUIT",
+              body="X-Spam: yes\nSubject: s\n\nbody")
+    assert r.codes[-2] == 554 and r.replies[-2].text == "5.7.1 no thanks"
+    assert r.connection.notes["seen"] == ["X-Spam", "Subject"]  # no Received yet
+    assert "data_post" not in r.connection.notes and not r.queued
+    r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA", "QUIT",
+              body="Subject: s\n\nbody")
+    assert r.codes[-2] == 250 and r.connection.notes["data_post"]
+
+
+def test_body_write_appends_to_the_body(tmp_path):
+    from qpsmtpd_stdio.testing import Harness
+
+    h = Harness(tmp_path, plugins=["footer", "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    h.plugin("footer", "def hook_data_post(plugin, txn):\n"
+                       "    txn.body_write('--\\nscanned by us\\n.\\n')\n"
+                       "    try:\n"
+                       "        txn.body_write(b'bad\\0')\n"
+                       "    except ValueError:\n"
+                       "        plugin.connection.notes['refused'] = True\n")
+    r = h.run("EHLO c", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA", "QUIT",
+              body="Subject: s\n\nbody")
+    assert r.codes[-2] == 250 and r.connection.notes["refused"]
+    assert r.queued[0].body.endswith(b"body\r\n--\r\nscanned by us\r\n.\r\n")
