@@ -9,7 +9,8 @@ it to the hooks in `params` instead of answering 555.
 
 from __future__ import annotations
 
-from .address import AddressError
+from .address import AddressError, split_mail_arg
+from .constants import DECLINED, OK
 from .digits import number
 from .protocol import Reply
 
@@ -186,3 +187,42 @@ def encode_xtext(value: str) -> str:
     """`value` as xtext, as XCLIENT and XFORWARD want attribute values."""
     return "".join(c if "!" <= c <= "~" and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode())
                    for c in value)
+
+
+# The argument of MAIL and RCPT, with the plugins' say ------------------------------------------------
+def mail_argument(session, arg: str, keyword: str, pre_hook: str):
+    """(path text, params dict) from a MAIL/RCPT argument, or None after an error reply.
+
+    A `mail_parse`/`rcpt_parse` plugin may parse the argument itself (qpsmtpd's); then the
+    `mail_pre`/`rcpt_pre` hooks may replace the path (`(OK, "<new path>")`).
+    """
+    parsed = command_argument(session, arg, pre_hook.replace("_pre", "_parse"))
+    if parsed is False:
+        return None
+    try:
+        path, rest = parsed if parsed else split_mail_arg(arg, keyword)
+    except AddressError as exc:
+        session.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+        return None
+    result = session.host.run(pre_hook, session.txn, path, rest)
+    if result.code == OK and result.lines:
+        path = result.lines[0]
+    elif result.code not in (OK, DECLINED):
+        session.answer(pre_hook, result, Reply(451, "Internal error", "4.3.0"))
+        return None
+    try:
+        params = parse_params(rest) if rest.strip() else {}
+    except AddressError as exc:
+        session.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
+        return None
+    return path, params
+
+
+def command_argument(session, arg: str, hook: str):
+    """A `*_parse` hook's own parser of a command's argument (pluginhost.parse): None if no plugin gives
+    one, False after an error reply (501, or 451 if the parser failed), else (first value, the rest)."""
+    outcome = session.host.parse(hook, session.txn, arg) if session.host.has(hook) else None
+    if isinstance(outcome, Reply):
+        (session.respond if outcome.code == 451 else session.protocol_error)(outcome)
+        return False
+    return outcome

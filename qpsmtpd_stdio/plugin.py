@@ -151,13 +151,15 @@ class Plugin:
 
 
 class HookResult:
-    __slots__ = ("code", "lines", "plugin", "failed")
+    __slots__ = ("code", "lines", "plugin", "failed", "parser")
 
-    def __init__(self, code: int, lines: list[str] | None = None, plugin: str = "", failed: bool = False) -> None:
+    def __init__(self, code: int, lines: list[str] | None = None, plugin: str = "", failed: bool = False,
+                 parser=None) -> None:
         self.code = code
         self.lines = lines or []
         self.plugin = plugin
         self.failed = failed
+        self.parser = parser  # a *_parse hook's (OK, function): the plugin's own parser of the command's argument
 
     def __repr__(self) -> str:
         return f"HookResult({RETURN_CODE_NAMES.get(self.code, self.code)}, {self.lines!r}, {self.plugin!r})"
@@ -180,6 +182,8 @@ def normalise(value, plugin_name: str) -> HookResult:
         raise TypeError(f"hook returned {value!r}, not a return code")
     if code not in RETURN_CODE_NAMES:
         raise TypeError(f"hook returned unknown code {code!r}")
+    if callable(text):  # a *_parse hook's parser (qpsmtpd's code reference)
+        return HookResult(code, [], plugin_name, parser=text)
     if text is None:
         lines = []
     elif isinstance(text, str):

@@ -175,6 +175,24 @@ class PluginHost:
     def has(self, hook: str) -> bool:
         return hook in self._hooks
 
+    def parse(self, hook: str, txn, arg: str):
+        """Run a `*_parse` hook (qpsmtpd's): a plugin answers (OK, parser), and parser(command, argument)
+        returns (OK, value, more...) or (code, message). None if no plugin gave a parser; (value, the rest
+        joined by spaces); or the Reply to send: 501 with the parser's message, 451 if the parser failed."""
+        from .protocol import Reply
+
+        result = self.run(hook, txn, arg)
+        if result.code != OK or result.parser is None:
+            return None
+        try:
+            code, value, *rest = result.parser(hook[:-6], arg)
+        except Exception as exc:  # a broken parser fails closed, as a broken hook does
+            self.log(LOGERROR, f"{hook} parser failed: {format_traceback(exc)}", result.plugin)
+            return Reply(451, "Internal error - try again later", "4.3.0")
+        if code != OK:
+            return Reply(501, str(value or "Syntax error in command"), "5.5.2")
+        return str(value), " ".join(str(part) for part in rest)
+
     def declared(self, attribute: str) -> frozenset:
         """What plugins declared in `plugin.<attribute>`: e.g. mail_parameters, the ESMTP parameters they take."""
         return frozenset(item for plugin in self.plugins for item in getattr(plugin, attribute, ()))

@@ -14,9 +14,10 @@ import os
 import time
 
 from . import protocol as p
-from .address import Address, AddressError, parse_path, split_mail_arg
+from .address import Address, AddressError, parse_path
 from .constants import DECLINED, DONE, LOGDEBUG, LOGERROR, LOGINFO, LOGNOTICE, OK, SOFTWARE, VERSION
-from .esmtp import MAIL_PARAMETERS, RCPT_PARAMETERS, Limits, check_params, ehlo_keywords, parse_params
+from .esmtp import (MAIL_PARAMETERS, RCPT_PARAMETERS, Limits, check_params, command_argument, ehlo_keywords,
+                    mail_argument)
 from .protocol import Reply
 from .replies import Verdict, decide, greeting, reply_code
 from .signals import Terminate
@@ -259,7 +260,9 @@ class Session:
 
     # HELO / EHLO --------------------------------------------------------
     def hello(self, verb: str, arg: str) -> None:
-        host = arg.strip().split(" ")[0] if arg.strip() else ""
+        if (parsed := command_argument(self, arg, f"{verb}_parse")) is False:
+            return None
+        host = parsed[0] if parsed else arg.strip().split(" ")[0] if arg.strip() else ""
         if not host:
             return self.protocol_error(Reply(501, f"{verb} requires domain/address - see RFC-5321 4.1.1.1", "5.5.4"))
         if len(host) > 255:
@@ -294,7 +297,7 @@ class Session:
             # RFC 9422 5.1: past MAILMAX the client must reconnect; a 4xx tells it to.
             self.log(LOGNOTICE, f"{self.transactions} transactions in this session; disconnecting")
             return self.respond(Reply(421, f"{self.me} Too many transactions in this session", "4.5.3"))
-        parsed = self.parse_command(arg, "FROM", "mail_pre")
+        parsed = mail_argument(self, arg, "FROM", "mail_pre")
         if parsed is None:
             return
         path, params = parsed
@@ -326,7 +329,7 @@ class Session:
         txn = self.txn
         if self.max_recipients and len(txn.recipients) >= self.max_recipients:  # 0: no limit, as LIMITS says
             return self.respond(Reply(452, "Too many recipients", "4.5.3"))
-        parsed = self.parse_command(arg, "TO", "rcpt_pre")
+        parsed = mail_argument(self, arg, "TO", "rcpt_pre")
         if parsed is None:
             return
         path, params = parsed
@@ -351,26 +354,6 @@ class Session:
     def add_recipient(self, rcpt: Address, params: dict) -> None:
         self.txn.recipients.append(rcpt)
         self.txn.rcpt_params.append(params)
-
-    def parse_command(self, arg: str, keyword: str, pre_hook: str):
-        """(path text, params dict) from a MAIL/RCPT argument, or None after an error reply."""
-        try:
-            path, rest = split_mail_arg(arg, keyword)
-        except AddressError as exc:
-            self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
-            return None
-        result = self.host.run(pre_hook, self.txn, path, rest)
-        if result.code == OK and result.lines:
-            path = result.lines[0]
-        elif result.code not in (OK, DECLINED):
-            self.answer(pre_hook, result, Reply(451, "Internal error", "4.3.0"))
-            return None
-        try:
-            params = parse_params(rest) if rest.strip() else {}
-        except AddressError as exc:
-            self.protocol_error(Reply(exc.code, exc.text, exc.enhanced))
-            return None
-        return path, params
 
     # DATA and BDAT (RFC 3030) ---------------------------------------------
     def cmd_data(self, arg: str) -> None:

@@ -301,3 +301,50 @@ def test_body_write_appends_to_the_body(tmp_path):
               body="Subject: s\n\nbody")
     assert r.codes[-2] == 250 and r.connection.notes["refused"]
     assert r.queued[0].body.endswith(b"body\r\n--\r\nscanned by us\r\n.\r\n")
+
+
+# qpsmtpd's *_parse hooks: a plugin parses a command's argument itself ---------------------------------
+PARSERS = '''from qpsmtpd_stdio import DENY, OK
+
+
+def spaced(command, arg):
+    """MAIL FROM: user at example.org, as some old client wrote it."""
+    words = arg.split()
+    if len(words) == 4 and words[0].upper() in ("FROM:", "TO:") and words[2] == "at":
+        return OK, f"<{words[1]}@{words[3]}>"
+    if "explode" in arg:
+        raise RuntimeError("a bug in the parser")
+    if "refuse" in arg:
+        return DENY, "this parser does not like it"
+    return OK, arg.split(":", 1)[1].strip().split()[0], *arg.split()[2:]
+
+
+def hook_mail_parse(plugin, txn, arg):
+    return OK, spaced
+
+
+def hook_rcpt_parse(plugin, txn, arg):
+    return OK, spaced
+
+
+def hook_ehlo_parse(plugin, txn, arg):
+    return OK, lambda command, arg: (OK, arg.strip().lower().replace("_", "-"))
+'''
+
+
+def test_parse_hooks(tmp_path):
+    from qpsmtpd_stdio.testing import Harness
+
+    h = Harness(tmp_path, plugins=["parsers", "rcpt_ok"])
+    h.config("rcpthosts", "example.test")
+    h.plugin("parsers", PARSERS)
+    r = h.run("EHLO Old_Client.Example", "MAIL FROM: alice at example.org", "RCPT TO: bob at example.test",
+              "RCPT TO:<carol@example.test> NOTIFY=NEVER", "DATA", "QUIT", body="Subject: s\n\nx")
+    assert r.codes == [220, 250, 250, 250, 250, 354, 250, 221], r.output
+    assert r.connection.hello_host == "old-client.example"
+    assert r.queued[0].sender == "alice@example.org"
+    assert r.queued[0].recipients == ["bob@example.test", "carol@example.test"]
+    r = h.run("EHLO c", "MAIL FROM: refuse me", "MAIL FROM: explode", "QUIT")
+    assert r.codes == [220, 250, 501, 451, 221]
+    assert r.replies[2].text == "5.5.2 this parser does not like it"
+    assert "mail_parse parser failed" in r.log_text and "a bug in the parser" in r.log_text
