@@ -15,9 +15,10 @@ List it after sender_permitted_from and dkim, whose results it reads
 (notes `dmarc_spf` and `dkim_results`); without the spf plugin it checks SPF
 itself (qpsmtpd_stdio/spf.py). The From field must hold one address (several
 From fields or domains fail as permerror). The policy is looked up at
-_dmarc.FROM-DOMAIN and at the organizational domain, found with the Public
-Suffix List of the `publicsuffixlist` package (`pip install
-'qpsmtpd-stdio[dmarc]'`), both at once with the connection's resolver. DMARC
+_dmarc.FROM-DOMAIN and, only when that has none, at the organizational
+domain, found with the Public Suffix List of the `publicsuffixlist` package
+(`pip install 'qpsmtpd-stdio[dmarc]'`) through a compact index
+(qpsmtpd_stdio/publicsuffix.py; the package itself is not imported). DMARC
 passes if SPF or a DKIM signature passed for an aligned domain (adkim/aspf:
 r, the same organizational domain; s, the same domain). On failure the
 policy is sp= for a subdomain whose policy came from its organizational
@@ -68,26 +69,30 @@ def hook_data_post(plugin, txn):
         add_auth_result(txn.notes, "dmarc", "permerror", comment="more than one From domain")
         return plugin.get_reject("A message must have one From address", "several From domains", enhanced="7.1")
     domain = domains.pop()
-    org = org_domain(domain)
-    answers = dns.resolver(plugin).lookup_many([(f"_dmarc.{d}", "TXT") for d in dict.fromkeys((domain, org))])
-    record, at_org = None, False
-    for answer, is_org in zip(answers, (domain == org, True)):
+    resolver = dns.resolver(plugin)
+    record, at_org, org = None, False, domain
+    for step in ("domain", "org"):
+        if step == "org":  # RFC 7489 6.6.3: no record at the From domain; the organizational domain's, if other
+            org = org_domain(domain)
+            if org == domain:
+                break
+        answer = resolver.lookup(f"_dmarc.{org}", "TXT")
         if answer.temporary:
             add_auth_result(txn.notes, "dmarc", "temperror", [("header.from", domain)])
-            plugin.log(LOGWARN, f"policy lookup for {domain}: {answer.status}; accepting")
+            plugin.log(LOGWARN, f"policy lookup for {org}: {answer.status}; accepting")
             return DECLINED
         found = [r for r in answer.records if r[:8].lower() == "v=dmarc1" and r[8:9] in ("", ";", " ", "\t")]
-        record, at_org = (parse_record(found[0]) if len(found) == 1 else None), is_org
+        record, at_org = (parse_record(found[0]) if len(found) == 1 else None), step == "org"
         if record:
             break
     if not record:
         plugin.log(LOGINFO, f"skip, no policy for {domain}")
         add_auth_result(txn.notes, "dmarc", "none", [("header.from", domain)])
         return DECLINED
-    dkim_ok = [d for d in txn.notes.get("dkim_pass_domains", []) if aligned(d, domain, org, record["adkim"])]
+    dkim_ok = [d for d in txn.notes.get("dkim_pass_domains", []) if aligned(d, domain, record["adkim"])]
     spf = txn.notes.get("dmarc_spf") or own_spf(plugin, txn)
-    spf_ok = spf.get("result") == "pass" and aligned(spf.get("domain") or "", domain, org, record["aspf"])
-    policy = record["sp"] if at_org and domain != org and record.get("sp") else record["p"]
+    spf_ok = spf.get("result") == "pass" and aligned(spf.get("domain") or "", domain, record["aspf"])
+    policy = record["sp"] if at_org and record.get("sp") else record["p"]
     shown = f"p={record['p']}" + (f" sp={record['sp']}" if record.get("sp") else "") + f" pct={record['pct']}"
     if dkim_ok or spf_ok:
         add_auth_result(txn.notes, "dmarc", "pass", [("header.from", domain)], comment=f"{shown} dis=none")

@@ -1,7 +1,8 @@
 """DMARC (RFC 7489) without I/O: the From domains, the policy record, alignment, the organizational domain.
 
-The plugin (plugins/dmarc.py) fetches the record and decides; publicsuffixlist
-is imported by org_domain() only, when a message needs it.
+The plugin (plugins/dmarc.py) fetches the record and decides. The
+organizational domain (publicsuffix.py) is computed only when RFC 7489 needs
+it: no record at the From domain, or relaxed alignment of another domain.
 """
 
 from __future__ import annotations
@@ -47,21 +48,18 @@ def parse_record(text: str) -> dict | None:
             "adkim": tags.get("adkim", "r").lower()[:1], "aspf": tags.get("aspf", "r").lower()[:1]}
 
 
-def aligned(candidate: str, domain: str, org: str, mode: str) -> bool:
+def aligned(candidate: str, domain: str, mode: str) -> bool:
     """Is `candidate` (a DKIM d= or SPF domain) aligned with the From domain, strictly (s) or relaxed (r)?"""
     candidate = candidate.lower().rstrip(".")
-    return candidate == domain if mode == "s" else candidate == domain or org_domain(candidate) == org
+    if candidate == domain:
+        return True
+    if mode == "s" or candidate.rpartition(".")[2] != domain.rpartition(".")[2]:
+        return False  # an organizational domain is a suffix: different TLDs never share one
+    return org_domain(candidate) == org_domain(domain)
 
 
 def org_domain(domain: str) -> str:
-    """The organizational domain (RFC 7489 3.2): the public suffix and one label more, from the PSL."""
-    from publicsuffixlist import PSLFILE, PublicSuffixList
+    """The organizational domain (RFC 7489 3.2): the public suffix and one label more."""
+    from .publicsuffix import org_domain as lookup
 
-    tld = domain.rpartition(".")[2]
-    try:
-        names = {tld, tld.encode("ascii").decode("idna")} if tld.startswith("xn--") else {tld}
-    except UnicodeError:
-        names = {tld}
-    with open(PSLFILE, encoding="utf-8") as fh:  # only the rules of this TLD: 2 ms instead of 30 for the whole list
-        rules = [line for line in fh if line.rstrip().rpartition(".")[2] in names]
-    return PublicSuffixList(source=rules).privatesuffix(domain) or domain
+    return lookup(domain)

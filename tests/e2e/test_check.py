@@ -242,3 +242,17 @@ def test_bad_patterns_in_list_files(smtp):
     assert f"{smtp.dir / 'badhelo'}:1: badhelo: bad pattern" in done.stdout
     assert f"{smtp.dir / 'rcpt_regexp'}:1: rcpt_regexp: bad pattern '/^(unclosed@/'" in done.stdout
     assert ":2: rcpt_regexp" not in done.stdout and "badmailfrom:1" not in done.stdout
+
+
+def test_dmarc_gets_the_public_suffix_index_written(smtp):
+    pytest.importorskip("publicsuffixlist")
+    from qpsmtpd_stdio import publicsuffix
+
+    path = publicsuffix.index_path(publicsuffix.list_path())
+    if os.path.exists(path):
+        os.unlink(path)
+    smtp.plugins("dmarc", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    done = check(smtp)
+    assert done.returncode == 0, done.stdout
+    assert f"public suffix index: {path}: written" in done.stdout.splitlines()
+    assert f"public suffix index: {path}: current" in check(smtp).stdout.splitlines()

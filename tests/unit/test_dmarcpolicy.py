@@ -33,6 +33,9 @@ def test_from_domains():
 
 def test_alignment_and_org_domain():
     assert org_domain("mail.example.co.uk") == "example.co.uk"
-    assert aligned("mail.example.org", "example.org", "example.org", "r")
-    assert not aligned("mail.example.org", "example.org", "example.org", "s")
-    assert not aligned("example.net", "example.org", "example.org", "r")
+    assert aligned("mail.example.org", "example.org", "r")
+    assert aligned("example.org", "mail.example.org", "r")
+    assert not aligned("mail.example.org", "example.org", "s")
+    assert not aligned("example.net", "example.org", "r")
+    assert not aligned("a.example.co.uk", "b.co.uk", "r")  # co.uk is a public suffix
+    assert aligned("a.example.co.uk", "example.co.uk", "r")
