@@ -102,17 +102,9 @@ def hook_data_post(plugin, txn):
 
 def scan(plugin, txn):
     """Send the message with HEADERS; ([(name, value)], (is_spam, score, required)) from spamd's answer."""
-    import socket
+    from qpsmtpd_stdio import clientsocket
 
-    target, timeout = plugin.opts["spamd_socket"], float(plugin.opts["timeout"])
-    if "/" in target:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(target)
-    else:
-        host, _, port = target.rpartition(":")
-        sock = socket.create_connection((host.strip("[]") or "localhost", int(port or 783)), timeout)
-    with sock:
+    with clientsocket.connect(plugin.opts["spamd_socket"], 783, float(plugin.opts["timeout"])) as sock:
         head = f"X-Envelope-From: {txn.sender}\r\n".encode() + txn.header.as_bytes()
         user = plugin.opts.get("spamd_user") or _whoami()
         if user == "vpopmail" and len(txn.recipients) == 1:
@@ -122,7 +114,7 @@ def scan(plugin, txn):
         stream = txn.body_stream()
         while chunk := stream.read(1 << 16):
             sock.sendall(chunk)
-        sock.shutdown(socket.SHUT_WR)
+        sock.shutdown(clientsocket.SHUT_WR)
         reply = b""
         while len(reply) < MAX_REPLY and (data := sock.recv(65536)):
             reply += data

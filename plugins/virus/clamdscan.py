@@ -90,17 +90,14 @@ def where(opts):
 
 def scan(plugin, txn):
     """The signature name clamd found in the message, or "" if it is clean. Raises OSError/ValueError."""
-    import socket
+    from qpsmtpd_stdio import clientsocket
 
     opts = plugin.opts
-    timeout = float(opts["timeout"])
     if opts.get("clamd_port"):
-        sock = socket.create_connection((opts["clamd_host"], int(opts["clamd_port"])), timeout)
+        address = f"[{opts['clamd_host']}]:{int(opts['clamd_port'])}"
     else:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(opts["clamd_socket"])
-    with sock:
+        address = "unix:" + opts["clamd_socket"]
+    with clientsocket.connect(address, 3310, float(opts["timeout"])) as sock:
         try:
             sock.sendall(b"zINSTREAM\0")
             for chunk in txn.message_chunks(b"\r\n", CHUNK):
