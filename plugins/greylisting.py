@@ -152,8 +152,3 @@ def decide(row, now, t):
         return (now, black, 1), False, "pass, grey -> white"
     return (now, 0, 0), True, "fail, initial DENYSOFT, " + ("expired" if row else "unknown")
 
-
-def hook_disconnect(plugin, txn):
-    if plugin.db is not None:
-        plugin.db.close()
-        plugin.db = None

@@ -167,7 +167,12 @@ def serve(config, log, transport, connection, smtps: bool = False):
             pass
         return None
     log(7, f"connection from {connection.remote_label} to {connection.local_ip}:{connection.local_port}")
-    session.run()
+    try:
+        session.run()
+    finally:
+        store = sys.modules.get(f"{__package__}.store")
+        if store is not None:
+            store.close_all()  # the stores the session's plugins opened, one SQLite connection each
     return session
 
 

@@ -20,7 +20,8 @@ waits up to `BUSY_TIMEOUT` seconds, then gets `store.Busy`: plugins treat that
 The file is `qpsmtpd.sqlite` in `db_dir` (a plugin argument), else in the
 directory named by config file `store_dir`, else in /var/lib/qpsmtpd if that directory exists, else in the config directory
 ($QPSMTPD_CONFIG; qpsmtpd's last choice too). Each plugin creates its own table on first use.
-`import sqlite3` is paid only by a connection that reaches such a plugin's hook.
+SQLite (its C module `_sqlite3`, without the datetime adapters of `sqlite3`) is
+imported only by a connection that reaches such a plugin's hook.
 
 Sites with several MX hosts can share one Redis instead: config file `store`
 (or plugin argument `store`) holding `redis://host:port/db` (also rediss://,
@@ -44,6 +45,7 @@ BUSY_TIMEOUT = 5.0  # seconds a process waits for another's write before giving 
 OPEN_ATTEMPTS = 10  # opening while others create the file: tries, 20 ms apart and growing (about 1 s in all)
 REDIS_TIMEOUT = 2.0  # seconds for a Redis connect or reply
 REDIS_PREFIX = "qpsmtpd:"
+_open: dict = {}  # SQLite path or Redis URL -> the store open in this process (one session), closed by close_all()
 
 # table -> (its key column, CREATE TABLE). `expires` is when a row lapses (NULL in rows written before it
 # existed: they stay until next updated).
@@ -92,8 +94,11 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
     """
     url = store_url(plugin, url)
     if url:
+        if url in _open:
+            return _open[url]
         try:
-            return RedisStore(url)
+            _open[url] = RedisStore(url)
+            return _open[url]
         except StoreError as exc:
             plugin.log(3, f"store {_safe(url)}: {exc}")
             return None
@@ -102,9 +107,17 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
         plugin.log(3, f"no db_dir given and {SYSTEM_DIR} does not exist: nothing is stored")
         return None
     path = os.path.join(directory, FILENAME)
+    if path in _open:  # karma at connect and at disconnect, greylisting: one SQLite connection for the session
+        try:
+            _open[path].ensure(tables)
+            return _open[path]
+        except StoreError as exc:
+            plugin.log(LOGERROR, f"store {path}: {exc}")
+            return None
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return Store(path, tables)
+            _open[path] = Store(path, tables)
+            return _open[path]
         except Busy as exc:
             # Many sessions creating a new file at once: SQLite may say "locked" at once, without its busy wait.
             if attempt == OPEN_ATTEMPTS - 1:
@@ -118,8 +131,14 @@ def open_store(plugin, db_dir: str | None = None, tables=(), url: str | None = N
             return None
 
 
+def close_all() -> None:
+    """Close the stores this process opened; the session's end calls it."""
+    for store in list(_open.values()):
+        store.close()
+
+
 def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: str | None = None):
-    """action(db) on the shared store, closed after; None (logged) if it cannot be opened or fails.
+    """action(db) on the shared store; None (logged) if it cannot be opened or fails.
 
     Callers treat None as "no answer" and refuse nothing. `owner` is a plugin
     (or anything with its config, config_dir and log); `why` ends the log line.
@@ -132,23 +151,31 @@ def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: 
     except StoreError as exc:
         owner.log(LOGERROR, f"store error, {why}: {exc}")
         return None
-    finally:
-        db.close()
 
 
 class Store:
     """The SQLite file. Table and column names come from this module and the plugins, never from input."""
 
     def __init__(self, path: str, tables=(), timeout: float = BUSY_TIMEOUT) -> None:
-        import sqlite3
+        import _sqlite3 as sqlite3  # what sqlite3 wraps, less dbapi2's datetime adapters (~3 ms to import), unused here
 
         self.path = path
         self._errors = (sqlite3.Error,)
+        self.tables: set[str] = set()
         try:
             # isolation_level=None: no implicit transactions; write() says BEGIN IMMEDIATE itself.
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, never corrupt
+        except sqlite3.Error as exc:
+            raise _error(exc) from None
+        self.ensure(tables)
+
+    def ensure(self, tables) -> None:
+        """Create the tables (names in SCHEMA) that do not exist yet, or lack the `expires` column."""
+        if not set(tables) - self.tables:
+            return
+        try:
             existing = dict(self.db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
             missing = [name for name in tables if name not in existing]
             older = [name for name in tables if name in existing and "expires" not in existing[name]]
@@ -160,8 +187,9 @@ class Store:
                         cursor.execute(f"ALTER TABLE {name} ADD COLUMN expires REAL")
                     for name in tables:
                         cursor.execute(f"CREATE INDEX IF NOT EXISTS {name}_expires ON {name} (expires)")
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise _error(exc) from None
+        self.tables.update(tables)
 
     def get(self, table: str, key: str, fields) -> tuple | None:
         """The record's `fields` as floats, or None if there is none."""
@@ -199,6 +227,8 @@ class Store:
             raise _error(exc) from None
 
     def close(self) -> None:
+        if _open.get(self.path) is self:
+            del _open[self.path]
         try:
             self.db.close()
         except self._errors:
@@ -313,6 +343,8 @@ class RedisStore:
             raise StoreError(f"redis {_safe(self.url)}: {exc}") from None
 
     def close(self) -> None:
+        if _open.get(self.url) is self:
+            del _open[self.url]
         try:
             self.db.close()
         except Exception:

@@ -121,3 +121,18 @@ def test_real_binary_processes_share_the_record(tmp_path):
     r = cfg.run(dialogue("EHLO c.example", "QUIT"))
     assert r.codes == [554]
     assert r.lines[0].startswith(b"554 5.7.1 You were naughty. You cannot connect for")
+
+
+def test_karma_and_greylisting_share_one_store_connection_closed_at_the_end(smtp, monkeypatch):
+    from qpsmtpd_stdio import store
+
+    opened = []
+    real = store.Store.__init__
+    monkeypatch.setattr(store.Store, "__init__", lambda self, *a, **kw: (opened.append(a[0]), real(self, *a, **kw))[1])
+    smtp.plugins = smtp.karma() + [f"greylisting db_dir {smtp.db} black_timeout 0"]
+    r = mail(smtp)
+    assert r.codes[:3] == [220, 250, 450]  # greylisting defers the first time it meets the client
+    assert opened == [str(smtp.db / "qpsmtpd.sqlite")] and store._open == {}
+    assert mail(smtp).codes == [220, 250, 250, 250, 354, 250, 221]
+    assert record(smtp)[2] == 1  # karma read at connect, and wrote at disconnect, on the same connection
+    assert len(opened) == 2 and store._open == {}

@@ -94,3 +94,14 @@ def test_open_gives_up_and_logs_once(tmp_path, monkeypatch):
     owner = Owner(tmp_path)
     assert store.open_store(owner, None, ("greylist",)) is None
     assert len(owner.logged) == 1 and "database is locked" in owner.logged[0]
+
+
+def test_opening_the_store_imports_no_datetime(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from qpsmtpd_stdio.store import Store; db = Store(sys.argv[1], ('karma',));"
+            "print(db.get('karma', '192.0.2.1', ('naughty',)), 'datetime' in sys.modules, 'sqlite3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.sqlite")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["None", "False", "False"]
