@@ -16,6 +16,7 @@ from pathlib import Path
 
 from client import client_session, free_port, load_run, make_message, wait_listening, write_message_file
 from common import BenchError, HERE, MiB, ORACLE, PERL, ROOT, load_support, log, stats, summarize
+from mxset import measure_mx
 from prepare import Setup
 from report import evaluate, importtime_report, importtime_table, make_plot, render
 
@@ -25,7 +26,7 @@ class Bench(Setup):
     def argv_for(self, server: str, cfg: Path | None) -> tuple[list[str], dict, str]:
         # (c): TCPREMOTEHOST as tcpserver sets it when it resolved the client (qpsmtpd's fcrdns skips its DNS
         # checks when remote_host is "[IP]"); both servers still do the PTR and A lookups themselves.
-        extra = {"TCPREMOTEHOST": "client.example.test"} if cfg is not None and cfg.name.startswith("c-") else {}
+        extra = {"TCPREMOTEHOST": "client.example.test"} if cfg is not None and cfg.name.startswith(("c-", "e-")) else {}
         if server == "py":
             return self.server_argv + ["--config", str(cfg)], self.child_env(**extra), str(self.work)
         if server == "qp":
@@ -137,6 +138,11 @@ class Bench(Setup):
                 self.notes.append(f"(c) {'qpsmtpd-stdio' if server == 'py' else 'qpsmtpd 0.94'}: its dnsmasq on "
                                   f"127.0.0.1:{dnsserver.port} logged {n} queries in all, over "
                                   f"{len(samples[f'c-{server}']) + 2} (c) sessions (the traced one and the warm-up included).")
+
+    def mx(self) -> None:
+        """(e): the MX set, when asked for (bench/mxset.py)."""
+        if "e" in self.sets:
+            measure_mx(self)
 
     # 2, 3: big messages: RSS and DATA throughput -------------------------------------------------
     def messages(self) -> None:
@@ -358,7 +364,7 @@ class Bench(Setup):
             self.build_configs()
             if "c" in self.sets and "latency" not in self.opts.skip:
                 self.setup_dns()
-            steps = [("latency", self.latency), ("messages", self.messages), ("shapes", self.shapes),
+            steps = [("latency", self.latency), ("mx", self.mx), ("messages", self.messages), ("shapes", self.shapes),
                      ("xinetd", self.xinetd), ("profiles", self.profiles)]
             for name, fn in steps:
                 if name in self.opts.skip:

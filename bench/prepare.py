@@ -34,7 +34,7 @@ class Setup:
         self.notes: list[str] = []
         self.results: dict = {"latency": {}, "messages": {}, "xinetd": {}, "profiles": [], "meta": {}}
         self.qp_available = self._qp_available()
-        self.sets = set(opts.sets.split(",")) if opts.sets else set(SETS)
+        self.sets = set(opts.sets.split(",")) if opts.sets else set(SETS) - ({"e"} if opts.quick else set())
         if not self.sets <= set(SETS):
             raise SystemExit(f"--sets: choose from {','.join(SETS)}")
         self.dns = self.dns_qp = None

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from common import HERE, log
+from mxset import render_mx
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from measure import Bench
@@ -320,6 +321,8 @@ def render(b: Bench) -> str:
     out.append(f"Marginal cost (least-squares slope of the medians): per trivial plugin {f3(sp)} ms ours, {f3(sq)} ms qpsmtpd; "
                f"per recipient {f3(rp)} ms ours, {f3(rq)} ms qpsmtpd.")
     out.append("")
+
+    out += render_mx(R, fmt, cpu_ratio)
 
     out.append("## 2–3. Big messages: DATA throughput (MiB/s) and peak RSS (MB), into queue/maildir, (b) plugin set")
     out.append("")

@@ -26,7 +26,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -156,6 +155,8 @@ def engine(kind, *args):
     Its files go in a fresh directory that others may read: spamd's children run as `nobody`
     and read the site config after the fork (pytest's tmp dirs are 0700).
     """
+    import pytest  # not at the top: bench/ loads this module without pytest
+
     if program(kind.name) is None:
         pytest.skip(f"{kind.name} not installed (Debian: apt-get install {kind.package})")
     directory = tempfile.mkdtemp(prefix=f"qpsmtpd-test-{kind.name}-")

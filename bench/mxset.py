@@ -1,0 +1,190 @@
+"""(e) A real MX plugin set: the whole set's CPU per session, and each plugin's marginal cost.
+
+The set (bench/configs/sets/mx.plugins): dnsbl, rhsbl, fcrdns, spf, karma,
+greylisting, dkim, dmarc, headers, spamassassin and virus/clamdscan, with
+relay, rcpt_ok and queue/maildir. DNS comes from the tests' dnsmasq
+(tests/support/dnsserver.py) with the sender domain's SPF, DKIM key and
+DMARC policy; spamd and clamd are real ones started by
+tests/support/engines.py. Every session delivers: SPF and DKIM pass, DMARC
+passes, the client is listed nowhere.
+
+Each round runs, interleaved: `python3 -c pass`, the 8-plugin set (b), the
+whole set, and the whole set less one plugin for each plugin, on an unsigned
+message and on the same message DKIM-signed. A plugin's marginal cost is
+the median over rounds of (whole set - whole set less it) in the same
+round: paired differences, so drift between rounds cancels.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from client import make_message
+from common import CONFIGS, DNS_RECORDS, ROOT, load_support, log, stats, summarize
+
+MX_EXTRAS = ["dkimpy", "publicsuffixlist"]
+GOALS = {"unsigned": 2.5, "signed": 3.5}  # the whole set, x `python3 -c pass` per session
+
+
+def mx_plugins(template: Path) -> list[str]:
+    return [line.strip() for line in template.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+class MXSet:
+    """Set up and measure (e) for one Bench."""
+
+    def __init__(self, bench) -> None:
+        self.b = bench
+        self.work = bench.work / "mx"
+        self.work.mkdir()
+        self.engines: list = []
+        self.dirs: list[Path] = []
+        self.dns = None
+
+    def why_not(self) -> str | None:
+        dnsserver = load_support("dnsserver")
+        engines = load_support("engines")
+        for name, found in (("dnsmasq", dnsserver.dnsmasq_path()), ("spamd", engines.program("spamd")),
+                            ("clamd", engines.program("clamd")), ("openssl", shutil.which("openssl"))):
+            if not found:
+                return f"{name} is not installed"
+        return None
+
+    def setup(self) -> None:
+        b = self.b
+        log("(e) installing dkimpy and publicsuffixlist into the bench venv")
+        r = subprocess.run([b.opts.python or shutil.which("python3"), "-m", "pip", "--python", b.py, "install", "-q",
+                            "--no-warn-script-location", *MX_EXTRAS], capture_output=True, text=True, env=b.build_env())
+        if r.returncode != 0:
+            raise RuntimeError(f"pip install {' '.join(MX_EXTRAS)} failed: {r.stderr.strip()[-300:]}")
+        key = self.work / "dkim.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        public = base64.b64encode(der).decode()
+        records = DNS_RECORDS + [f'txt-record=sel._domainkey.example.org,"v=DKIM1; k=rsa; p={public[:200]}","{public[200:]}"',
+                                 'txt-record=_dmarc.example.org,"v=DMARC1; p=reject"']
+        self.dns = load_support("dnsserver").DNSServer(self.work / "dns", records).start()
+        engines = load_support("engines")
+        for kind in (engines.Spamd, engines.Clamd):
+            directory = Path(tempfile.mkdtemp(prefix=f"qpsmtpd-bench-{kind.name}-"))
+            directory.chmod(0o755)  # spamd's children run as nobody and read its site config after the fork
+            self.dirs.append(directory)
+            self.engines.append(kind(directory).start())
+        spamd, clamd = self.engines
+        self.unsigned = make_message(2048)
+        signer = ("import sys, dkim; m = sys.stdin.buffer.read(); "
+                  "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'example.org', open(sys.argv[1], 'rb').read()) + m)")
+        self.signed = subprocess.run([b.py, "-c", signer, str(key)], input=self.unsigned, capture_output=True,
+                                     check=True).stdout
+        lines = [line.replace("{SPAMD}", f"127.0.0.1:{spamd.port}").replace("{CLAMD}", clamd.socket)
+                 for line in mx_plugins(CONFIGS / "sets" / "mx.plugins")]
+        self.measured = [line.split()[0] for line in lines if line.split()[0] not in ("relay", "rcpt_ok", "queue/maildir")]
+        self.cfg = {"all": self.config("all", lines)}
+        for name in self.measured:
+            self.cfg[f"-{name}"] = self.config(f"no-{name.replace('/', '_')}", [l for l in lines if l.split()[0] != name])
+
+    def config(self, name: str, lines: list[str]) -> Path:
+        b = self.b
+        lines = [f"queue/maildir {b.maildir('e-' + name, 'py')}" if l == "queue/maildir {MAILDIR}" else l for l in lines]
+        cfg = b.make_config(f"e-{name}", "py", lines)
+        (cfg / "dnsbl_zones").write_text("dnsbl.test\n")
+        (cfg / "rhsbl_zones").write_text("rhsbl.test\n")
+        (cfg / "dns_servers").write_text(self.dns.servers_line + "\n")
+        (cfg / "store_dir").write_text(f"{self.work}\n")  # one store: greylisting's triplet is known to every variant
+        return cfg
+
+    def session(self, key: str, message: bytes) -> dict:
+        if key == "pass":
+            return self.b.one_session("pass", None, [], message)
+        cfg = self.b.cfg["b", "py"] if key == "b" else self.cfg[key]
+        return self.b.one_session("py", cfg, ["bob@example.test"], message)
+
+    def measure(self) -> dict:
+        reps = self.b.p["reps"]
+        # greylisting meets the triplet once (deferred, black_timeout 0); every later session passes.
+        self.session("all", self.unsigned)
+        keys = ["pass", "b", "all"] + [f"-{n}" for n in self.measured]
+        runs: dict[tuple[str, str], list[dict]] = {}
+        log(f"(e) MX set: {len(keys) * 2 - 2} variants x {reps} rounds (+1 warm-up), interleaved")
+        for rep in range(reps + 1):
+            for kind, message in (("unsigned", self.unsigned), ("signed", self.signed)):
+                for key in keys:
+                    if kind == "signed" and key in ("pass", "b"):
+                        continue
+                    res = self.session(key, message)
+                    if rep > 0 or res["error"]:
+                        runs.setdefault((kind, key), []).append(res)
+            self.b.clean_maildirs()
+        out: dict = {"plugins": self.measured, "rows": {}, "marginal": {}, "goals": GOALS}
+        for (kind, key), rs in runs.items():
+            out["rows"][f"{kind} {key}"] = summarize(rs)
+        for kind in ("unsigned", "signed"):
+            whole = runs[kind, "all"]
+            for name in self.measured:
+                less = runs[kind, f"-{name}"]
+                diffs = [w["user_ms"] + w["sys_ms"] - (l["user_ms"] + l["sys_ms"])
+                         for w, l in zip(whole, less) if not w.get("error") and not l.get("error")]
+                out["marginal"][f"{kind} {name}"] = stats(diffs)
+        return out
+
+    def stop(self) -> None:
+        for engine in self.engines:
+            engine.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        for directory in self.dirs:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def measure_mx(bench) -> None:
+    mx = MXSet(bench)
+    why = mx.why_not()
+    if why:
+        bench.notes.append(f"(e) MX set not measured: {why}.")
+        return
+    try:
+        mx.setup()
+        t = time.monotonic()
+        bench.results["mx"] = mx.measure()
+        log(f"(e) done in {time.monotonic() - t:.1f}s")
+    finally:
+        mx.stop()
+
+
+def render_mx(R: dict, fmt, cpu_ratio) -> list[str]:
+    """The (e) section of results.md."""
+    out = ["## 1e. A real MX plugin set: CPU per session (ms), and each plugin's marginal cost", ""]
+    M = R.get("mx")
+    if not M:
+        return out + ["Not measured in this run (see the notes).", ""]
+    rows = M["rows"]
+    base = rows.get("unsigned pass")
+    out += ["| session | CPU ms | ×`python3 -c pass` | goal | peak RSS MB |", "|---|---|---|---|---|"]
+    for label, key, goal in (("`python3 -c pass`", "unsigned pass", None), ("(b) the 8-plugin set", "unsigned b", None),
+                             ("MX set, unsigned message", "unsigned all", M["goals"]["unsigned"]),
+                             ("MX set, DKIM-signed message", "signed all", M["goals"]["signed"])):
+        e = rows.get(key)
+        if not e:
+            continue
+        shown = "—"
+        if goal and e.get("cpu_ms") and base and base.get("cpu_ms"):
+            ratio = e["cpu_ms"]["median"] / base["cpu_ms"]["median"]
+            shown = f"≤ {goal}x: {'met' if ratio <= goal else '**MISSED**'}"
+        out.append(f"| {label} | {fmt(e, 'cpu_ms')} | {cpu_ratio(e, base)} | {shown} | {fmt(e, 'rss_kb', 1 / 1024)} |")
+    out += ["", "Marginal CPU of each plugin (ms): the median, over rounds, of the whole set's session less the session "
+            "without that plugin in the same round (p25–p75).", "",
+            "| plugin | unsigned message | DKIM-signed message |", "|---|---|---|"]
+    for name in M["plugins"]:
+        cells = []
+        for kind in ("unsigned", "signed"):
+            s = M["marginal"].get(f"{kind} {name}")
+            cells.append(f"{s['median']:.1f} ({s['p25']:.1f}–{s['p75']:.1f})" if s else "—")
+        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    out.append("")
+    return out
