@@ -11,6 +11,7 @@ one connection, so an edit applies to the next connection.
 from __future__ import annotations
 
 import os
+from stat import S_ISDIR
 
 from .constants import CHOICES, DEFAULTS, FLAG_WORDS, NOT_ZERO
 from .digits import number
@@ -47,6 +48,7 @@ class Config:
         self.directory = directory
         self.fallback = fallback
         self._cache: dict[str, list[str]] = {}
+        self._listing: dict[str, frozenset[str] | None] = {}
         self.hook: Callable[[str], list[str] | None] | None = None
         self.warn: Callable[[str], None] = lambda message: None  # set to the session's log
 
@@ -54,14 +56,22 @@ class Config:
         """The file that holds `name`, or None."""
         if os.path.isabs(name):
             return name if os.path.exists(name) else None
-        candidate = os.path.join(self.directory, name)
-        if os.path.exists(candidate):
-            return candidate
-        if self.fallback:
-            candidate = os.path.join(self.fallback, name)
-            if os.path.exists(candidate):
-                return candidate
+        for directory in (self.directory, self.fallback):
+            if directory and self._has(directory, name):
+                return os.path.join(directory, name)
         return None
+
+    def _has(self, directory: str, name: str) -> bool:
+        # A session asks for ~40 names, most of them absent: one listdir per directory, not two stats per name.
+        if directory not in self._listing:
+            try:
+                self._listing[directory] = frozenset(os.listdir(directory))
+            except FileNotFoundError:
+                self._listing[directory] = frozenset()
+            except OSError:  # searchable but not readable (mode 0711): ask for each name
+                self._listing[directory] = None
+        names = self._listing[directory]
+        return (names is None or name.partition("/")[0] in names) and os.path.exists(os.path.join(directory, name))
 
     def get(self, name: str) -> list[str]:
         """All items of a config file (an empty list if it does not exist)."""
@@ -118,11 +128,14 @@ class Config:
             on_problem(where, message)
             return []
 
-        real = os.path.realpath(path)
-        if real in seen:
+        try:
+            st = os.stat(path)  # one call for what realpath() and isdir() took a call per path component for
+        except OSError as exc:
+            return problem(f"cannot read {path}: {exc.strerror}")
+        if (st.st_dev, st.st_ino) in seen:
             return problem(f"$include loop at {path}")
-        seen = seen | {real}
-        if os.path.isdir(path):
+        seen = seen | {(st.st_dev, st.st_ino)}
+        if S_ISDIR(st.st_mode):
             items: list[tuple[str, int, str]] = []
             for entry in sorted(os.listdir(path)):
                 if not entry.startswith("."):
