@@ -64,6 +64,8 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
     report = Report()
     user = user or (Config(directory).get_one("user") if os.geteuid() == 0 and os.path.isdir(directory) else None)
     psl = prepare_public_suffixes()  # as root, before becoming the user: the index lives in the package dir
+    if os.path.isdir(directory):
+        precompile(Config(directory))  # likewise the plugins' bytecode caches, in dirs the user cannot write
     if user and os.geteuid() == 0:
         for module in ("connection", "log", "pluginhost", "signals"):  # loaded while root can read them
             __import__(f"{__package__}.{module}")
@@ -104,6 +106,22 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
         return 1
     out.write(f"ok: {directory}" + (f", with {report.warnings} warning(s)" if report.warnings else "") + "\n")
     return 0
+
+
+def precompile(config) -> None:
+    """Write the bytecode cache of every plugin the config names that has none current (sessions then never compile)."""
+    from .connection import identify
+    from .log import Log
+    from . import pluginhost
+
+    host = pluginhost.PluginHost(config, Log(), identify({"TCPREMOTEIP": "127.0.0.1"}))
+    for item in config.get("logging") + config.get("plugins"):
+        try:
+            path = host.resolve(item.split()[0], [])[0]
+            if path:
+                pluginhost.load_code(path, write=True)
+        except pluginhost.PluginLoadError:
+            pass  # reported when the plugins are loaded
 
 
 def prepare_public_suffixes() -> tuple[str, str] | None:
@@ -176,6 +194,10 @@ def check_plugins(config, report: Report) -> set[str]:
             except pluginhost.PluginLoadError as exc:
                 report.problem(*locate(exc, plugin_path, where))
                 continue
+            if pluginhost.load_code(plugin_path, cached_only=True) is None:
+                report.warning(f"{where}: {words[0]}: {plugin_path} has no current bytecode cache, so every session "
+                               "compiles it: run `in.qpsmtpd --check` as root (it writes the cache), or make "
+                               f"{os.path.join(os.path.dirname(plugin_path), '__pycache__')} writable for this user")
             probe = getattr(host.plugins[-1], "probe", None) if host.plugins else None
             problems = probe() if callable(probe) else []  # what the plugin will open at run time
             for problem in problems:

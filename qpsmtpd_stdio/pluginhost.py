@@ -320,8 +320,12 @@ def _standard_pyc(bootstrap, path: str, source: bytes, key: bytes):
 
 
 
-def load_code(path: str):
-    """The code object of the plugin at `path`, from the hash-keyed cache when it is current."""
+def load_code(path: str, write: bool | None = None, cached_only: bool = False):
+    """The code object of the plugin at `path`, from the hash-keyed cache when it is current.
+
+    A fresh compile is written to the cache unless Python was told not to write bytecode (`write`
+    overrides that). With `cached_only`, None instead of compiling: there is no current cache.
+    """
     import _frozen_importlib_external as bootstrap
     import _imp
 
@@ -340,7 +344,7 @@ def load_code(path: str):
     except (OSError, ValueError, EOFError, TypeError):
         pass
     code = _standard_pyc(bootstrap, path, source, key)
-    if code is not None:
+    if code is not None or cached_only:
         return code
     try:
         code = compile(source, path, "exec", dont_inherit=True)
@@ -348,7 +352,7 @@ def load_code(path: str):
         raise PluginLoadError(f"syntax error in {path}:{exc.lineno}: {exc.msg}") from None
     except ValueError as exc:  # e.g. NUL bytes in the source
         raise PluginLoadError(f"cannot compile {path}: {exc}") from None
-    if not sys.dont_write_bytecode:
+    if not sys.dont_write_bytecode if write is None else write:
         tmp = f"{cache}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)

@@ -256,3 +256,31 @@ def test_dmarc_gets_the_public_suffix_index_written(smtp):
     assert done.returncode == 0, done.stdout
     assert f"public suffix index: {path}: written" in done.stdout.splitlines()
     assert f"public suffix index: {path}: current" in check(smtp).stdout.splitlines()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks as another user, which only root can become")
+def test_check_writes_the_plugin_caches_the_service_user_cannot(tmp_path):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="qpsmtpd-check-"))
+    try:
+        root.chmod(0o755)
+        config, site = root / "config", root / "site-plugins"
+        config.mkdir(mode=0o755)
+        site.mkdir(mode=0o755)  # root's: the service user cannot write a cache here
+        (site / "site_check.py").write_text("def hook_rcpt(plugin, txn, rcpt, params):\n    return 909\n")
+        (config / "plugin_dirs").write_text(f"{site}\n")
+        (config / "plugins").write_text(f"site_check\nrcpt_ok\nqueue/maildir {root / 'Maildir'}\n")
+        argv = [sys.executable, str(BIN), "--check", "--config", str(config), "--user", "nobody"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert "site_check: works" in done.stdout and "bytecode cache" not in done.stdout, done.stdout
+        assert (site / "__pycache__" / "site_check.qpsmtpd.pyc").stat().st_uid == 0
+        shutil.rmtree(site / "__pycache__")
+        (site / "__pycache__").write_text("not a directory: no cache can be written here, even by root\n")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert (f"{config / 'plugins'}:1: site_check: {site / 'site_check.py'} has no current bytecode cache, so "
+                "every session compiles it") in done.stdout, done.stdout
+    finally:
+        shutil.rmtree(root)
