@@ -1,0 +1,222 @@
+"""qpsmtpd-forkserver run as a process: sessions, live edits, limits, SIGTERM mid-DATA, a crashing child,
+systemd's sockets (Accept=no), and an upgrade of the code under it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SMTPConfig
+from superserver import free_port, need
+
+FORKSERVER = REPO / "bin" / "qpsmtpd-forkserver"
+MSG = "From: a@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+class Forkserver:
+    def __init__(self, smtp: SMTPConfig, *args: str, program: Path = FORKSERVER, prefix: tuple = (),
+                 port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.pid_file = smtp.root / "forkserver.pid"
+        self.log = open(smtp.root / "forkserver.log", "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "LISTEN_"))}
+        argv = [*prefix, sys.executable, str(program), "--config", str(smtp.dir), "--pid-file", str(self.pid_file), *args]
+        if not prefix:
+            argv += ["-l", f"127.0.0.1:{self.port}"]
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+        self.smtp = smtp
+        deadline = time.monotonic() + 30
+        while not self.listening():
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.05)
+
+    def listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 1) as sock:
+                sock.settimeout(5)
+                return sock.recv(100).startswith(b"220")
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        return (self.smtp.root / "forkserver.log").read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self.log.close()
+
+
+def send(port: int, rcpt: str = "bob@example.test", body: str = MSG) -> dict:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        return client.sendmail("a@example.org", [rcpt], body)
+
+
+def greeting(port: int, timeout: float = 10, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from `source` (all of 127/8 is this host: a client of its own, apart from the probes)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout, source_address=(source, 0))
+    sock.settimeout(timeout)
+    return sock
+
+
+@pytest.fixture
+def server(smtp):
+    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "20")
+    yield s
+    s.stop()
+
+
+def test_sessions_deliver_and_sigterm_stops_it(smtp, server):
+    assert send(server.port) == {}
+    assert send(server.port) == {}
+    assert len(smtp.messages()) == 2
+    assert int(server.pid_file.read_text()) == server.proc.pid
+    assert server.stop() == 0
+    out = server.output()
+    assert f"listening on 127.0.0.1:{server.port}" in out and "stopping:" in out
+    assert out.count("messages=1 errors=0 last=250") == 2  # the sessions' own log lines, on the parent's stderr
+
+
+def test_every_edit_applies_to_the_next_connection(smtp, server):
+    plugin = smtp.plugin("stamp", "from qpsmtpd_stdio import DECLINED\n\ndef hook_data_post(plugin, txn):\n"
+                                  "    txn.header.add('X-Stamp', 'one')\n    return DECLINED\n")
+    smtp.plugins("relay", "stamp", "badmailfrom", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    assert send(server.port) == {}
+    plugin.write_text(plugin.read_text().replace("'one'", "'two'"))
+    assert send(server.port) == {}
+    assert [b"X-Stamp: one" in m for m in smtp.messages()] == [True, False]
+    assert b"X-Stamp: two" in smtp.messages()[1]
+    smtp.write("me", "renamed.example.test")
+    with greeting(server.port) as sock:
+        assert b"renamed.example.test" in sock.recv(200)
+    smtp.write("badmailfrom", "a@example.org")
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        send(server.port)
+
+
+def test_per_client_limit_refuses_and_total_limit_waits(smtp):
+    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "5")
+    try:
+        held = [greeting(s.port, source="127.0.0.2") for _ in range(2)]
+        for sock in held:
+            assert sock.recv(100).startswith(b"220")
+        with greeting(s.port, source="127.0.0.2") as third:
+            assert third.recv(100).startswith(b"421 4.7.0 Too many connections from 127.0.0.2")
+        with greeting(s.port, source="127.0.0.3") as other:
+            assert other.recv(100).startswith(b"220")  # another client is not held back
+        held[0].close()
+        deadline = time.monotonic() + 10
+        while True:  # the parent reaps the first session
+            with greeting(s.port, source="127.0.0.2") as again:
+                if again.recv(100).startswith(b"220"):
+                    break
+            assert time.monotonic() < deadline
+        held[1].close()
+    finally:
+        s.stop()
+    s2 = Forkserver(smtp, "-c", "1", "-m", "5", "--shutdown-timeout", "5")
+    try:
+        first = greeting(s2.port)
+        assert first.recv(100).startswith(b"220")
+        waiting = greeting(s2.port, timeout=2)
+        with pytest.raises(TimeoutError):
+            waiting.recv(100)  # accepted by the kernel, not by the server: it waits for a free session
+        first.sendall(b"QUIT\r\n")
+        first.close()
+        waiting.settimeout(30)
+        assert waiting.recv(100).startswith(b"220")
+        waiting.close()
+    finally:
+        s2.stop()
+
+
+def test_sigterm_lets_a_message_in_data_finish(smtp, server):
+    client = smtplib.SMTP("127.0.0.1", server.port, timeout=30)
+    client.ehlo("c.example")
+    client.mail("a@example.org")
+    client.rcpt("bob@example.test")
+    assert client.docmd("DATA")[0] == 354
+    client.send(b"From: a@example.org\r\nSubject: half\r\n\r\nfirst half\r\n")
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # the parent has stopped accepting; the session goes on
+    client.send(b"second half\r\n.\r\n")
+    code, text = client.getreply()
+    assert code == 250, text
+    client.quit()
+    assert server.proc.wait(30) == 0
+    assert b"second half" in smtp.messages()[0]
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), 2).close()
+
+
+def test_a_child_that_dies_leaves_the_server_running(smtp, server):
+    smtp.plugin("die", "import os, signal\n\ndef hook_helo(plugin, txn, host):\n"
+                       "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    smtp.plugins("die", "relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    with greeting(server.port) as sock:
+        assert sock.recv(100).startswith(b"220")
+        sock.sendall(b"HELO x\r\n")
+        assert sock.recv(100) == b""
+    smtp.plugins("relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    assert send(server.port) == {}
+    assert server.proc.poll() is None
+
+
+def test_systemd_accept_no_sockets(smtp):
+    need("systemd-socket-activate")
+    port = free_port()
+    s = Forkserver(smtp, prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}"), port=port)
+    try:
+        assert send(port) == {}
+        assert len(smtp.messages()) == 1
+    finally:
+        s.stop()
+
+
+def test_an_upgrade_under_it_is_started_with_the_same_socket(smtp, tmp_path):
+    """A copy of bin/ and the package; the copy's code changes; the next connection meets the new code."""
+    root = tmp_path / "install"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(FORKSERVER, root / "bin")
+    for part in ("qpsmtpd_stdio", "plugins"):
+        shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+    s = Forkserver(smtp, "-c", "4", program=root / "bin" / "qpsmtpd-forkserver")
+    try:
+        with greeting(s.port) as sock:
+            assert b" ready; send us your mail" in sock.recv(200)
+        replies = root / "qpsmtpd_stdio" / "replies.py"
+        fresh = root / "qpsmtpd_stdio" / "replies.py.new"
+        fresh.write_text(replies.read_text().replace(" ready; send us your mail", " upgraded; send us your mail"))
+        os.replace(fresh, replies)  # as dpkg and pip install a file: a new one renamed over the old
+        assert send(s.port) == {}
+        with greeting(s.port) as sock:
+            assert b" upgraded; send us your mail" in sock.recv(200), s.output()
+        assert s.proc.poll() is None and "the installed code changed" in s.output()
+        assert len(smtp.messages()) == 1
+    finally:
+        s.stop()
+
+
+def test_shipped_units_verify(tmp_path):
+    need("systemd-analyze")
+    units = tmp_path / "units"
+    units.mkdir()
+    for name in ("qpsmtpd-forkserver.socket", "qpsmtpd-forkserver.service"):
+        text = (REPO / "systemd" / name).read_text().replace("/usr/local/bin/qpsmtpd-forkserver", str(FORKSERVER))
+        (units / name).write_text(text)
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", *(p.name for p in units.iterdir())],
+                          capture_output=True, text=True, cwd=units, timeout=60)
+    assert done.returncode == 0 and "qpsmtpd-forkserver" not in done.stdout + done.stderr, done.stdout + done.stderr
