@@ -16,6 +16,7 @@ from pathlib import Path
 
 from client import client_session, free_port, load_run, make_message, wait_listening, write_message_file
 from common import BenchError, HERE, MiB, ORACLE, PERL, ROOT, load_support, log, stats, summarize
+from daemons import measure_daemons
 from mxset import measure_mx
 from prepare import Setup
 from report import evaluate, importtime_report, importtime_table, make_plot, render
@@ -138,6 +139,10 @@ class Bench(Setup):
                 self.notes.append(f"(c) {'qpsmtpd-stdio' if server == 'py' else 'qpsmtpd 0.94'}: its dnsmasq on "
                                   f"127.0.0.1:{dnsserver.port} logged {n} queries in all, over "
                                   f"{len(samples[f'c-{server}']) + 2} (c) sessions (the traced one and the warm-up included).")
+
+    def daemons(self) -> None:
+        """(6): sessions/s by deployment mode (bench/daemons.py)."""
+        measure_daemons(self)
 
     def mx(self) -> None:
         """(e): the MX set, when asked for (bench/mxset.py)."""
@@ -365,7 +370,7 @@ class Bench(Setup):
             if "c" in self.sets and "latency" not in self.opts.skip:
                 self.setup_dns()
             steps = [("latency", self.latency), ("mx", self.mx), ("messages", self.messages), ("shapes", self.shapes),
-                     ("xinetd", self.xinetd), ("profiles", self.profiles)]
+                     ("xinetd", self.xinetd), ("daemons", self.daemons), ("profiles", self.profiles)]
             for name, fn in steps:
                 if name in self.opts.skip:
                     self.notes.append(f"--skip {name}: not measured in this run.")
@@ -387,6 +392,8 @@ class Bench(Setup):
             self.keep_logs()
             log(f"wrote {self.out / 'results.md'} in {time.monotonic() - self.started:.1f}s")
         finally:
+            if getattr(self, "mx_set", None) is not None:
+                self.mx_set.stop()
             for server in (self.dns, self.dns_qp):
                 if server is not None:
                     server.stop()

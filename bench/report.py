@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from common import HERE, log
+from daemons import render_daemons
 from mxset import render_mx
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -388,6 +389,8 @@ def render(b: Bench) -> str:
                    "stderr to a log file (as Debian's in.qpsmtpd does); ours runs directly. xinetd passes "
                    "TCPREMOTEIP=192.0.2.10 to both (env attribute), so neither does a PTR lookup.")
     out.append("")
+    out += render_daemons(R)
+
     out.append("## 5. Scaling")
     out.append("")
     out.append("`plot.png`: latency vs plugin count, latency vs recipient count, peak RSS vs message size." if (b.out / "plot.png").exists()

@@ -5,8 +5,8 @@
 
 qpsmtpd's option names. The parent binds (or takes systemd's sockets,
 `Accept=no`: LISTEN_FDS, a socket named `smtps` by FileDescriptorName= is
-SMTPS), becomes USER, imports the core and the libraries that plugins import
-(PRELOAD), and accepts. Each connection gets a child that puts the socket on
+SMTPS), becomes USER, imports the core and the libraries of the plugins the
+config names at start (--preload sets the list), and accepts. Each connection gets a child that puts the socket on
 fd 0 and 1 and runs exactly what in.qpsmtpd runs: config and plugins are
 read in the child, so an edit applies to the next connection with no
 signal. The parent preloads library code only: no config value, no plugin.
@@ -36,17 +36,21 @@ import sys
 import time
 
 USAGE = __doc__.split("\n\n")[1] + "\n"
-PRELOAD = ("qpsmtpd_stdio.main", "qpsmtpd_stdio.session", "qpsmtpd_stdio.pluginhost", "qpsmtpd_stdio.delivery",
-           "qpsmtpd_stdio.config", "qpsmtpd_stdio.transport", "qpsmtpd_stdio.dns", "qpsmtpd_stdio.dnslist",
-           "qpsmtpd_stdio.spf", "qpsmtpd_stdio.authresults", "qpsmtpd_stdio.store", "qpsmtpd_stdio.clientsocket",
-           "qpsmtpd_stdio.headers", "qpsmtpd_stdio.received", "qpsmtpd_stdio.dmarcpolicy", "qpsmtpd_stdio.publicsuffix",
-           "qpsmtpd_stdio.dkimcheck", "_sqlite3", "ssl", "dkim", "ldap3", "redis")
+CORE = ("qpsmtpd_stdio.main", "qpsmtpd_stdio.session", "qpsmtpd_stdio.pluginhost", "qpsmtpd_stdio.delivery",
+        "qpsmtpd_stdio.config", "qpsmtpd_stdio.transport", "qpsmtpd_stdio.headers", "qpsmtpd_stdio.received",
+        "qpsmtpd_stdio.dns", "qpsmtpd_stdio.dnslist", "qpsmtpd_stdio.spf", "qpsmtpd_stdio.authresults",
+        "qpsmtpd_stdio.store", "qpsmtpd_stdio.clientsocket")
+# Libraries by the plugin that imports them. Only those the config names at start are preloaded: every one
+# more makes each fork dearer (page tables, copy-on-write), about 2-5 ms for all of them.
+LIBRARIES = {"dkim": ("dkim",), "dmarc": ("qpsmtpd_stdio.dmarcpolicy", "qpsmtpd_stdio.publicsuffix"),
+             "greylisting": ("_sqlite3",), "karma": ("_sqlite3",), "tls": ("ssl",),
+             "auth/auth_ldap_bind": ("ldap3",)}
 HANDOVER = "QPSMTPD_FORKSERVER_FDS"  # fd:kind,... of the listening sockets across a re-exec
 
 
 def parse_args(argv: list[str]) -> dict:
     opts: dict = {"listen": [], "ports": [], "smtps_ports": [], "limit": 15, "per_ip": 5, "user": None,
-                  "pid_file": None, "detach": False, "config": None, "preload": list(PRELOAD), "shutdown_timeout": 60.0}
+                  "pid_file": None, "detach": False, "config": None, "preload": None, "shutdown_timeout": 60.0}
     names = {"-l": "listen", "--listen-address": "listen", "-p": "ports", "--port": "ports",
              "--smtps-port": "smtps_ports", "-c": "limit", "--limit-connections": "limit", "-m": "per_ip",
              "--max-from-ip": "per_ip", "-u": "user", "--user": "user", "--pid-file": "pid_file",
@@ -191,6 +195,8 @@ class Server:
                 if fd in socks and not self.stopping and len(self.children) < self.opts["limit"]:
                     if fingerprint() != self.code:
                         self.reexec()  # before accepting: the waiting client is the new code's first
+                        if self.stopping:
+                            break
                     self.accept(*socks[fd])
 
     def accept(self, listener: socket.socket, smtps: bool) -> None:
@@ -268,7 +274,9 @@ class Server:
         # Wait for the installer to finish: the fingerprint must hold still for a second.
         seen = fingerprint()
         while True:
-            time.sleep(1.0)
+            select.select([self.wake_r], [], [], 1.0)
+            if self.stopping:
+                return  # SIGTERM meanwhile: the loop drains, on the code it has
             now = fingerprint()
             if now == seen:
                 break
@@ -290,6 +298,18 @@ class Server:
 def _name(sock: socket.socket) -> str:
     addr = sock.getsockname()
     return f"[{addr[0]}]:{addr[1]}" if sock.family == socket.AF_INET6 else f"{addr[0]}:{addr[1]}"
+
+
+def default_preload(config_dir: str | None) -> list[str]:
+    """The core, and the libraries of the plugins the config names now (a later edit only costs a child an import)."""
+    from .config import Config, find_config_dir
+
+    config = Config(find_config_dir(config_dir))
+    names = [line.split()[0].partition(":")[0] for line in config.get("plugins") + config.get("logging")]
+    extra = [lib for name in names for lib in LIBRARIES.get(name, ())]
+    if config.get("store"):
+        extra.append("redis")
+    return list(dict.fromkeys([*CORE, *extra]))
 
 
 def preload(modules: list[str], log) -> None:
@@ -352,5 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     elif os.geteuid() == 0:
         log(4, "running as root: sessions become config `user` if it is set (-u USER drops root here)")
-    preload(opts["preload"], log)
+    preload(opts["preload"] if opts["preload"] is not None else default_preload(opts["config"]), log)
+    import gc
+
+    gc.freeze()  # what the parent holds is never collected in a child: no copy-on-write of it there
     return Server(opts, listeners, log).run()

@@ -56,6 +56,9 @@ class Forkserver:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # never left behind; the test fails on the timeout
+            raise
         finally:
             self.log.close()
 
