@@ -350,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     from .log import Log
 
     log = Log(level=6)
+    reexecuted = HANDOVER in os.environ  # same pid, already detached and no longer root: only run
     listeners = inherited(os.environ)
     if listeners is None:
         try:
@@ -358,9 +359,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"qpsmtpd-forkserver: cannot listen: {exc}\n")
             return 1
     if opts["detach"]:
-        detach()
+        if not reexecuted:
+            detach()
         log = Log(level=6, to_syslog=True)
-    if opts["pid_file"]:  # before dropping root, as /run wants
+    if opts["pid_file"] and not reexecuted:  # before dropping root, as /run wants
         with open(opts["pid_file"], "w") as fh:
             fh.write(f"{os.getpid()}\n")
     if opts["user"] and os.geteuid() == 0:

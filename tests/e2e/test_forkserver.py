@@ -24,9 +24,9 @@ MSG = "From: a@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 class Forkserver:
     def __init__(self, smtp: SMTPConfig, *args: str, program: Path = FORKSERVER, prefix: tuple = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, pid_file: Path | None = None) -> None:
         self.port = port or free_port()
-        self.pid_file = smtp.root / "forkserver.pid"
+        self.pid_file = pid_file or smtp.root / "forkserver.pid"
         self.log = open(smtp.root / "forkserver.log", "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TCP", "QPSMTPD", "LISTEN_"))}
         argv = [*prefix, sys.executable, str(program), "--config", str(smtp.dir), "--pid-file", str(self.pid_file), *args]
@@ -211,6 +211,52 @@ def test_an_upgrade_under_it_is_started_with_the_same_socket(smtp, tmp_path):
         assert len(smtp.messages()) == 1
     finally:
         s.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops root with -u, which only root can do")
+def test_an_upgrade_under_a_service_user_keeps_serving():
+    """As deployed: root binds and writes the pid file where only root may, then -u drops to the service user.
+    The re-executed server is that user already: it must neither rewrite the pid file nor try to become it."""
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="qpsmtpd-fork-"))  # outside pytest's 0700 tree: `nobody` must get in
+    try:
+        root.chmod(0o755)
+        install = root / "install"
+        (install / "bin").mkdir(parents=True)
+        shutil.copy(FORKSERVER, install / "bin")
+        for part in ("qpsmtpd_stdio", "plugins"):
+            shutil.copytree(REPO / part, install / part, ignore=shutil.ignore_patterns("__pycache__"))
+        smtp = SMTPConfig(root)
+        (root / "Maildir").mkdir()
+        os.chown(root / "Maildir", nobody.pw_uid, nobody.pw_gid)
+        for path in [*root.rglob("*")]:
+            if path.is_dir() and path != root / "Maildir":
+                path.chmod(0o755)
+        run = root / "run"
+        run.mkdir(mode=0o700)  # as /run: only root writes the pid file
+        s = Forkserver(smtp, "-u", "nobody", program=install / "bin" / "qpsmtpd-forkserver", pid_file=run / "pid")
+        try:
+            assert int((run / "pid").read_text()) == s.proc.pid
+            assert send(s.port) == {}
+            replies = install / "qpsmtpd_stdio" / "replies.py"
+            fresh = install / "qpsmtpd_stdio" / "replies.py.new"
+            fresh.write_text(replies.read_text().replace(" ready; send us your mail", " upgraded; send us your mail"))
+            os.replace(fresh, replies)
+            assert send(s.port) == {}, s.output()
+            with greeting(s.port) as sock:
+                assert b" upgraded; send us your mail" in sock.recv(200), s.output()
+            assert s.proc.poll() is None and "the installed code changed" in s.output()
+            assert int((run / "pid").read_text()) == s.proc.pid  # exec keeps the pid
+            delivered = list((root / "Maildir" / "new").iterdir())
+            assert len(delivered) == 2 and all(p.stat().st_uid == nobody.pw_uid for p in delivered)
+            assert "Traceback" not in s.output()
+        finally:
+            assert s.stop() == 0, s.output()
+    finally:
+        shutil.rmtree(root)
 
 
 def test_shipped_units_verify(tmp_path):
