@@ -4,15 +4,22 @@ Rows, each on a loopback high port started here and stopped by PID, all with
 the 8-plugin set (b) delivering into a Maildir, and the MX set (e) when it
 was measured in this run:
   - in.qpsmtpd under xinetd (a process per connection);
-  - our qpsmtpd-forkserver (bin/qpsmtpd-forkserver from the bench venv);
-  - Debian's qpsmtpd-forkserver (Perl, qpsmtpd 0.94), same plugins;
+  - our qpsmtpd-forkserver and qpsmtpd-prefork (from the bench venv);
+  - Debian's qpsmtpd-forkserver and qpsmtpd-prefork (Perl, qpsmtpd 0.94), same plugins;
   - Postfix's smtpd, a private instance delivering into a Maildir (virtual).
 
 smtp-source runs `-m N -s C` (N sessions of one 2 KB message, C at once), at
 concurrency 8 and 16. Sessions/s is N over its wall time; CPU per session is
 the growth of the server's own CPU and its reaped children's
 (/proc/PID/stat utime+stime+cutime+cstime) over N. For Postfix, whose
-master does not reap smtpd between sessions, CPU is not shown.
+master does not reap smtpd between sessions, and Debian's prefork, whose
+children serve up to 100 sessions before they are reaped, CPU is not shown.
+
+Memory, sampled every 50 ms during the first run at each concurrency from
+/proc/PID/smaps_rollup: the parent's peak RSS, and for the processes under it
+(its sessions, workers or xinetd's in.qpsmtpd) the peak RSS of one and the
+peak of its private memory (what a fork really costs; RSS counts the pages it
+shares with the parent too).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -37,12 +45,64 @@ def tree_cpu(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
 
 
+def _rollup(pid: int) -> tuple[int, int]:
+    """(RSS, private) in kB of one process; (0, 0) when it has gone."""
+    rss = private = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == "Rss":
+                rss = int(value.split()[0])
+            elif name in ("Private_Clean", "Private_Dirty"):
+                private += int(value.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss, private
+
+
+class MemorySampler(threading.Thread):
+    """Peaks of the parent `pid` and of any one process under it."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.done = pid, threading.Event()
+        self.parent_kb = self.child_kb = self.child_private_kb = 0
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.parent_kb = max(self.parent_kb, _rollup(self.pid)[0])
+            parents = {}
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                    except (OSError, ValueError, IndexError):
+                        continue
+            tree, grew = {self.pid}, True
+            while grew:  # descendants: xinetd's children make sessions of their own (setsid)
+                more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+                tree |= more
+                grew = bool(more)
+            for pid in tree - {self.pid}:
+                rss, private = _rollup(pid)
+                self.child_kb = max(self.child_kb, rss)
+                self.child_private_kb = max(self.child_private_kb, private)
+
+    def stop(self) -> dict:
+        self.done.set()
+        self.join()
+        return {"parent_kb": self.parent_kb, "child_kb": self.child_kb, "child_private_kb": self.child_private_kb}
+
+
 def smtp_source(port: int, sessions: int, concurrency: int, size: int = 2048) -> tuple[float, str]:
     exe = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     t0 = time.monotonic()
-    r = subprocess.run([exe, "-c", "-l", str(size), "-m", str(sessions), "-s", str(concurrency), "-f",
-                        "sender@example.org", "-t", "bob@example.test", "-S", "bench", f"127.0.0.1:{port}"],
-                       capture_output=True, text=True, timeout=600)
+    try:
+        r = subprocess.run([exe, "-c", "-l", str(size), "-m", str(sessions), "-s", str(concurrency), "-f",
+                            "sender@example.org", "-t", "bob@example.test", "-S", "bench", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60 + sessions)
+    except subprocess.TimeoutExpired:
+        return time.monotonic() - t0, f"smtp-source timed out after {60 + sessions} s"
     wall = time.monotonic() - t0
     problem = "" if r.returncode == 0 and "error" not in r.stderr.lower() else (r.stderr.strip() or f"exit {r.returncode}")[:200]
     return wall, problem
@@ -117,14 +177,27 @@ service qpbench
     out.append(Daemon("qpsmtpd-forkserver (ours)", [str(b.venv / "bin" / "qpsmtpd-forkserver"), "--config", str(cfg),
                                                      "-l", f"127.0.0.1:{port}", "-c", "64", "-m", "64"],
                       port, env, str(b.work), b.work / f"daemons-forkserver-{cfg_key}.log", maildir))
-    perl = "/usr/bin/qpsmtpd-forkserver"
-    if cfg_key == "b" and b.qp_available and os.path.exists(perl):
-        port = free_port()
+    port = free_port()
+    out.append(Daemon("qpsmtpd-prefork (ours)", [str(b.venv / "bin" / "qpsmtpd-prefork"), "--config", str(cfg),
+                                                  "--listen-address", f"127.0.0.1:{port}", "--children", "64",
+                                                  "--idle-children", "16", "--max-from-ip", "0"],
+                      port, env, str(b.work), b.work / f"daemons-prefork-{cfg_key}.log", maildir))
+    if cfg_key == "b" and b.qp_available:
         qcfg = b.cfg["b", "qp"]
-        out.append(Daemon("qpsmtpd-forkserver (Debian's, Perl)", [perl, "-l", "127.0.0.1", "-p", str(port), "-c", "64",
-                                                                  "-m", "64", "-u", "root"],
-                          port, dict(env, QPSMTPD_CONFIG=str(qcfg)), str(qcfg), b.work / "daemons-qp-forkserver.log",
-                          b.maildir("b", "qp")))
+        qenv = dict(env, QPSMTPD_CONFIG=str(qcfg))
+        perl = "/usr/bin/qpsmtpd-forkserver"
+        if os.path.exists(perl):
+            port = free_port()
+            out.append(Daemon("qpsmtpd-forkserver (Debian's, Perl)", [perl, "-l", "127.0.0.1", "-p", str(port), "-c",
+                                                                      "64", "-m", "64", "-u", "root"],
+                              port, qenv, str(qcfg), b.work / "daemons-qp-forkserver.log", b.maildir("b", "qp")))
+        perl = "/usr/bin/qpsmtpd-prefork"  # (not --renice-parent: under perl -T its value kills every child)
+        if os.path.exists(perl):
+            port = free_port()
+            out.append(Daemon("qpsmtpd-prefork (Debian's, Perl)", [perl, "--listen-address", "127.0.0.1", "--port",
+                                                                   str(port), "--children", "64", "--idle-children", "16",
+                                                                   "--max-from-ip", "0", "--user", "root"],
+                              port, qenv, str(qcfg), b.work / "daemons-qp-prefork.log", b.maildir("b", "qp"), cpu=False))
     return out
 
 
@@ -161,12 +234,17 @@ def measure_daemons(b) -> None:
                     if postfix is not None and server.maildir == postfix.maildir:
                         postfix.settle()
                     for conc in CONCURRENCY:
-                        runs = []
-                        for _ in range(1 if b.opts.quick else 3):
+                        runs, memory = [], None
+                        for i in range(1 if b.opts.quick else 3):
                             pid = server.proc.pid if server.proc else None
                             cpu0 = tree_cpu(pid) if pid and server.cpu else None
                             before = server.delivered()
+                            sampler = MemorySampler(pid) if pid and i == 0 else None
+                            if sampler:
+                                sampler.start()
                             wall, problem = smtp_source(server.port, sessions, conc)
+                            if sampler:
+                                memory = sampler.stop()
                             cpu = (tree_cpu(pid) - cpu0) * 1000 / sessions if cpu0 is not None else None
                             if postfix is not None and server.maildir == postfix.maildir:
                                 postfix.settle()  # its queue manager delivers after the 250
@@ -179,7 +257,7 @@ def measure_daemons(b) -> None:
                         rows[f"{key}|{server.name}|{conc}"] = {
                             "sessions_s": stats([r["sessions_s"] for r in runs]),
                             "cpu_ms": stats([r["cpu_ms"] for r in runs if r["cpu_ms"] is not None]),
-                            "problems": sorted({r["problem"] for r in runs if r["problem"]})}
+                            "problems": sorted({r["problem"] for r in runs if r["problem"]}), "memory": memory}
                 finally:
                     if server.argv:
                         server.stop()
@@ -195,16 +273,21 @@ def render_daemons(R: dict) -> list[str]:
     if not D:
         return out + ["Not measured in this run (see the notes).", ""]
     out += [f"{D['sessions']} sessions a run; median (min–max) of the runs. CPU per session: the server and the "
-            "children it reaped.", "", "| plugin set | server | concurrency | sessions/s | ×xinetd | CPU ms/session | problems |",
-            "|---|---|---|---|---|---|---|"]
+            "children it reaped. Memory: peak RSS of the parent, and of one process under it (RSS / private).", "",
+            "| plugin set | server | concurrency | sessions/s | ×xinetd | CPU ms/session | parent MB | child MB (RSS / private) | problems |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for key, e in D["rows"].items():
         cfg, name, conc = key.split("|")
         base = D["rows"].get(f"{cfg}|in.qpsmtpd under xinetd|{conc}")
         s = e["sessions_s"]
         ratio = f"{s['median'] / base['sessions_s']['median']:.2f}x" if s and base and base["sessions_s"] else "—"
         cpu = e["cpu_ms"]
+        mem = e.get("memory") or {}
+        parent = f"{mem['parent_kb'] / 1024:.1f}" if mem.get("parent_kb") else "—"
+        child = f"{mem['child_kb'] / 1024:.1f} / {mem['child_private_kb'] / 1024:.1f}" if mem.get("child_kb") else "—"
         out.append(f"| {D['sets'][cfg]} | {name} | {conc} | "
                    + (f"{s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f})" if s else "—")
-                   + f" | {ratio} | " + (f"{cpu['median']:.1f}" if cpu else "—") + f" | {'; '.join(e['problems']) or '—'} |")
+                   + f" | {ratio} | " + (f"{cpu['median']:.1f}" if cpu else "—")
+                   + f" | {parent} | {child} | {'; '.join(e['problems']) or '—'} |")
     out.append("")
     return out

@@ -27,10 +27,11 @@ def series(table, keys_xs, field, scale=1.0):
 
 def main():
     res = json.load(open(sys.argv[1]))
-    L, M = res["latency"], res["messages"]
+    L, M = res.get("latency") or {}, res.get("messages") or {}
+    D = (res.get("daemons") or {}).get("rows") or {}
     plugins = sorted({int(k[1:].split("-")[0]) for k in L if k.startswith("d")})
     rcpts = sorted({int(k.split("-")[1][1:]) for k in L if k.startswith("b-r") and not k.endswith("checkout")})
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 4 if D else 3, figsize=(22 if D else 16, 4.8))
     base = (L.get("pass") or {}).get("wall_ms")
 
     ax = axes[0]
@@ -69,6 +70,20 @@ def main():
     ax.set(title="Peak RSS vs message size", xlabel="message size, MiB (log scale)", ylabel="peak RSS, MB")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=8)
+
+    if D:
+        ax = axes[3]
+        sets = res["daemons"]["sets"]
+        bars = [(key.split("|"), e["sessions_s"]) for key, e in D.items() if e.get("sessions_s")]
+        bars = [(f"{name}, set {sets[cfg].split(' (')[-1].rstrip(')')}", s) for (cfg, name, conc), s in bars
+                if conc == "16"]
+        ys = range(len(bars))
+        ax.barh(list(ys), [s["median"] for _, s in bars],
+                xerr=[[s["median"] - s["min"] for _, s in bars], [s["max"] - s["median"] for _, s in bars]],
+                color="tab:blue", capsize=3)
+        ax.set_yticks(list(ys), [label for label, _ in bars], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(title="Sessions/s by mode (smtp-source, 16 at once)", xlabel="sessions/s (median, min–max)")
 
     meta = res.get("meta", {})
     fig.suptitle(f"qpsmtpd-stdio benchmark — {meta.get('mode', '')} mode, {meta.get('date', '')}, git {meta.get('git', '')}",

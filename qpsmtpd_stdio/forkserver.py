@@ -48,13 +48,18 @@ LIBRARIES = {"dkim": ("dkim",), "dmarc": ("qpsmtpd_stdio.dmarcpolicy", "qpsmtpd_
 HANDOVER = "QPSMTPD_FORKSERVER_FDS"  # fd:kind,... of the listening sockets across a re-exec
 
 
-def parse_args(argv: list[str]) -> dict:
-    opts: dict = {"listen": [], "ports": [], "smtps_ports": [], "limit": 15, "per_ip": 5, "user": None,
-                  "pid_file": None, "detach": False, "config": None, "preload": None, "shutdown_timeout": 60.0}
-    names = {"-l": "listen", "--listen-address": "listen", "-p": "ports", "--port": "ports",
-             "--smtps-port": "smtps_ports", "-c": "limit", "--limit-connections": "limit", "-m": "per_ip",
-             "--max-from-ip": "per_ip", "-u": "user", "--user": "user", "--pid-file": "pid_file",
-             "--config": "config", "--preload": "preload", "--shutdown-timeout": "shutdown_timeout"}
+NAMES = {"-l": "listen", "--listen-address": "listen", "-p": "ports", "--port": "ports",
+         "--smtps-port": "smtps_ports", "-c": "limit", "--limit-connections": "limit", "-m": "per_ip",
+         "--max-from-ip": "per_ip", "-u": "user", "--user": "user", "--pid-file": "pid_file",
+         "--config": "config", "--preload": "preload", "--shutdown-timeout": "shutdown_timeout"}
+DEFAULTS = {"listen": [], "ports": [], "smtps_ports": [], "limit": 15, "per_ip": 5, "user": None,
+            "pid_file": None, "detach": False, "config": None, "preload": None, "shutdown_timeout": 60.0}
+
+
+def parse_args(argv: list[str], names: dict = NAMES, defaults: dict = DEFAULTS, usage: str = USAGE,
+               prog: str = "qpsmtpd-forkserver") -> dict:
+    """Options by `names` (option -> key) over `defaults`; SystemExit with the usage on a bad one."""
+    opts = {k: list(v) if isinstance(v, list) else v for k, v in defaults.items()}
     args = list(argv)
     while args:
         arg = args.pop(0)
@@ -62,18 +67,22 @@ def parse_args(argv: list[str]) -> dict:
             opts["help"] = True
         elif arg in ("-d", "--detach"):
             opts["detach"] = True
-        elif arg in ("-H", "--no-rdns"):
-            pass  # qpsmtpd's: we never resolve the client's name in the parent
+        elif arg in ("-H", "--no-rdns", "--quiet", "--pretty-child"):
+            pass  # qpsmtpd's: we never resolve the client's name in the parent, nor rename processes
         elif arg.partition("=")[0] in names:
             name, _, value = arg.partition("=")
             if not value:
                 if not args:
-                    raise SystemExit(f"qpsmtpd-forkserver: {arg} needs a value\n{USAGE}")
+                    raise SystemExit(f"{prog}: {arg} needs a value\n{usage}")
                 value = args.pop(0)
             key = names[name]
-            if key in ("listen", "ports", "smtps_ports"):
+            if isinstance(defaults.get(key), list):
                 opts[key].append(value)
-            elif key in ("limit", "per_ip"):
+            elif isinstance(defaults.get(key), bool):
+                opts[key] = True
+            elif isinstance(defaults.get(key), int):
+                if not value.isascii() or not value.isdigit():
+                    raise SystemExit(f"{prog}: {arg} needs a number\n{usage}")
                 opts[key] = int(value)
             elif key == "shutdown_timeout":
                 opts[key] = float(value)
@@ -82,7 +91,7 @@ def parse_args(argv: list[str]) -> dict:
             else:
                 opts[key] = value
         else:
-            raise SystemExit(f"qpsmtpd-forkserver: unknown argument {arg}\n{USAGE}")
+            raise SystemExit(f"{prog}: unknown argument {arg}\n{usage}")
     return opts
 
 
@@ -150,15 +159,7 @@ class Server:
         self.code = fingerprint()
 
     def child_exited(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                self.children.clear()
-                return
-            if pid == 0:
-                return
-            self.children.pop(pid, None)
+        for pid, status in reap(self.children):
             if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in (signal.SIGTERM, signal.SIGKILL):
                 self.log(3, f"session {pid} died of signal {os.WTERMSIG(status)}")
 
@@ -211,11 +212,7 @@ class Server:
             same = sum(1 for other in self.children.values() if other == ip)
             if same >= self.opts["per_ip"]:
                 self.log(6, f"refused {ip}: {same} sessions from it already (-m {self.opts['per_ip']})")
-                try:
-                    conn.setblocking(False)
-                    conn.send(f"421 4.7.0 Too many connections from {ip}, try again later\r\n".encode())
-                except OSError:
-                    pass
+                refuse(conn, ip)
                 return
             pid = os.fork()
             if pid == 0:
@@ -223,34 +220,12 @@ class Server:
             self.children[pid] = ip
 
     def child(self, conn: socket.socket, peer, smtps: bool, from_ip: int) -> None:
-        """In the forked child: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns."""
-        code = 111
-        try:
-            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(signum, signal.SIG_DFL)
-            for s, _ in self.listeners:
-                s.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
-            conn.setblocking(True)
-            local = conn.getsockname()
-            os.dup2(conn.fileno(), 0)
-            os.dup2(conn.fileno(), 1)
-            conn.close()
-            os.environ.update(TCPREMOTEIP=peer[0], TCPREMOTEPORT=str(peer[1]), TCPLOCALIP=local[0],
-                              TCPLOCALPORT=str(local[1]), QPSMTPD_CONNECTIONS=str(len(self.children) + 1),
-                              QPSMTPD_CONNECTIONS_FROM_IP=str(from_ip))
-            from .main import main
-
-            code = main((["--config", self.opts["config"]] if self.opts["config"] else [])
-                        + (["--smtps"] if smtps else []))
-        except BaseException as exc:  # noqa: BLE001 - whatever happens, the child must not return into the parent's loop
-            try:
-                self.log(2, f"session failed: {exc!r}")
-            except BaseException:
-                pass
-        finally:
-            os._exit(code if isinstance(code, int) else 0)
+        """In the forked child: never returns."""
+        for s, _ in self.listeners:
+            s.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        session(conn, peer, smtps, self.opts["config"], len(self.children) + 1, from_ip, self.log)
 
     def drain(self, socks) -> int:
         for s, _ in self.listeners:
@@ -271,28 +246,85 @@ class Server:
         return 0
 
     def reexec(self) -> None:
-        # Wait for the installer to finish: the fingerprint must hold still for a second.
-        seen = fingerprint()
-        while True:
-            select.select([self.wake_r], [], [], 1.0)
-            if self.stopping:
-                return  # SIGTERM meanwhile: the loop drains, on the code it has
-            now = fingerprint()
-            if now == seen:
-                break
-            seen = now
-        self.log(6, "the installed code changed: starting it, with the same sockets")
-        handover = []
-        for s, smtps in self.listeners:
-            os.set_inheritable(s.fileno(), True)
-            handover.append(f"{s.fileno()}:{'smtps' if smtps else 'smtp'}")
-        os.environ[HANDOVER] = ",".join(handover)
+        if settled(self.wake_r, lambda: bool(self.stopping)):
+            self.log(6, "the installed code changed: starting it, with the same sockets")
+            reexec(self.listeners)  # running sessions finish on the old code; the new parent does not count them
+
+
+def settled(wake_r: int, stopping) -> bool:
+    """Wait for the installer to finish: the fingerprint must hold still for a second. False on SIGTERM."""
+    seen = fingerprint()
+    while True:
+        select.select([wake_r], [], [], 1.0)
+        if stopping():
+            return False  # the loop drains, on the code it has
+        now = fingerprint()
+        if now == seen:
+            return True
+        seen = now
+
+
+def reexec(listeners: list[tuple[socket.socket, bool]]) -> None:
+    """Run the installed program again in this process (same pid, same children) with the same sockets."""
+    handover = []
+    for s, smtps in listeners:
+        os.set_inheritable(s.fileno(), True)
+        handover.append(f"{s.fileno()}:{'smtps' if smtps else 'smtp'}")
+    os.environ[HANDOVER] = ",".join(handover)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    if os.access(sys.argv[0], os.X_OK):
+        os.execv(sys.argv[0], sys.argv)  # its #! line: the interpreter of the installed release
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+def session(conn: socket.socket, peer, smtps: bool, config: str | None, connections: int, from_ip: int,
+            log) -> None:
+    """In a forked process: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns."""
+    code = 111
+    try:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
-        # Running sessions are left to finish on the old code; the new parent does not count them.
-        if os.access(sys.argv[0], os.X_OK):
-            os.execv(sys.argv[0], sys.argv)  # its #! line: the interpreter of the installed release
-        os.execv(sys.executable, [sys.executable] + sys.argv)
+        conn.setblocking(True)
+        local = conn.getsockname()
+        os.dup2(conn.fileno(), 0)
+        os.dup2(conn.fileno(), 1)
+        conn.close()
+        os.environ.update(TCPREMOTEIP=peer[0], TCPREMOTEPORT=str(peer[1]), TCPLOCALIP=local[0],
+                          TCPLOCALPORT=str(local[1]), QPSMTPD_CONNECTIONS=str(connections),
+                          QPSMTPD_CONNECTIONS_FROM_IP=str(from_ip))
+        from .main import main
+
+        code = main((["--config", config] if config else []) + (["--smtps"] if smtps else []))
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, the child must not return into the parent's loop
+        try:
+            log(2, f"session failed: {exc!r}")
+        except BaseException:
+            pass
+    finally:
+        os._exit(code if isinstance(code, int) else 0)
+
+
+def refuse(conn: socket.socket, ip: str) -> None:
+    try:
+        conn.setblocking(False)
+        conn.send(f"421 4.7.0 Too many connections from {ip}, try again later\r\n".encode())
+    except OSError:
+        pass
+
+
+def reap(known: dict) -> list[tuple[int, int]]:
+    """Every exited child, known or not (a re-executed parent inherits its predecessor's): [(pid, status)]."""
+    out = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return out
+        if pid == 0:
+            return out
+        known.pop(pid, None)
+        out.append((pid, status))
 
 
 def _name(sock: socket.socket) -> str:
@@ -342,11 +374,9 @@ def detach() -> None:
     os.close(null)
 
 
-def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    if opts.get("help"):
-        sys.stdout.write(USAGE)
-        return 0
+def start(opts: dict, prog: str):
+    """Bind (or take the sockets handed over), detach, write the pid file, become the user, preload:
+    (listeners, log), or an exit status."""
     from .log import Log
 
     log = Log(level=6)
@@ -356,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             listeners = [(bind(addr, port), smtps) for addr, port, smtps in endpoints(opts)]
         except OSError as exc:
-            sys.stderr.write(f"qpsmtpd-forkserver: cannot listen: {exc}\n")
+            sys.stderr.write(f"{prog}: cannot listen: {exc}\n")
             return 1
     if opts["detach"]:
         if not reexecuted:
@@ -370,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
 
         refusal = become(opts["user"])
         if refusal:
-            log(2, f"qpsmtpd-forkserver: {refusal}")
+            log(2, f"{prog}: {refusal}")
             return 1
     elif os.geteuid() == 0:
         log(4, "running as root: sessions become config `user` if it is set (-u USER drops root here)")
@@ -378,4 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     import gc
 
     gc.freeze()  # what the parent holds is never collected in a child: no copy-on-write of it there
-    return Server(opts, listeners, log).run()
+    return listeners, log
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    if opts.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    started = start(opts, "qpsmtpd-forkserver")
+    if isinstance(started, int):
+        return started
+    return Server(opts, *started).run()

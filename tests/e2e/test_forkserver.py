@@ -1,5 +1,6 @@
-"""qpsmtpd-forkserver run as a process: sessions, live edits, limits, SIGTERM mid-DATA, a crashing child,
-systemd's sockets (Accept=no), and an upgrade of the code under it."""
+"""qpsmtpd-forkserver and qpsmtpd-prefork run as processes, each test for both: sessions, live edits,
+limits, SIGTERM mid-DATA, a crashing child, systemd's sockets (Accept=no), and an upgrade of the code under
+it; and the prefork pool growing and shrinking."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from conftest import REPO, SMTPConfig
 from superserver import free_port, need
 
 FORKSERVER = REPO / "bin" / "qpsmtpd-forkserver"
+PREFORK = REPO / "bin" / "qpsmtpd-prefork"
 MSG = "From: a@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
@@ -75,9 +77,14 @@ def greeting(port: int, timeout: float = 10, source: str = "127.0.0.1") -> socke
     return sock
 
 
+@pytest.fixture(params=[FORKSERVER, PREFORK], ids=["forkserver", "prefork"])
+def program(request) -> Path:
+    return request.param
+
+
 @pytest.fixture
-def server(smtp):
-    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "20")
+def server(smtp, program):
+    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "20", program=program)
     yield s
     s.stop()
 
@@ -110,8 +117,8 @@ def test_every_edit_applies_to_the_next_connection(smtp, server):
         send(server.port)
 
 
-def test_per_client_limit_refuses_and_total_limit_waits(smtp):
-    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "5")
+def test_per_client_limit_refuses_and_total_limit_waits(smtp, program):
+    s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "5", program=program)
     try:
         held = [greeting(s.port, source="127.0.0.2") for _ in range(2)]
         for sock in held:
@@ -130,7 +137,7 @@ def test_per_client_limit_refuses_and_total_limit_waits(smtp):
         held[1].close()
     finally:
         s.stop()
-    s2 = Forkserver(smtp, "-c", "1", "-m", "5", "--shutdown-timeout", "5")
+    s2 = Forkserver(smtp, "-c", "1", "-m", "5", "--shutdown-timeout", "5", program=program)
     try:
         first = greeting(s2.port)
         assert first.recv(100).startswith(b"220")
@@ -178,10 +185,10 @@ def test_a_child_that_dies_leaves_the_server_running(smtp, server):
     assert server.proc.poll() is None
 
 
-def test_systemd_accept_no_sockets(smtp):
+def test_systemd_accept_no_sockets(smtp, program):
     need("systemd-socket-activate")
     port = free_port()
-    s = Forkserver(smtp, prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}"), port=port)
+    s = Forkserver(smtp, prefix=("systemd-socket-activate", "-l", f"127.0.0.1:{port}"), port=port, program=program)
     try:
         assert send(port) == {}
         assert len(smtp.messages()) == 1
@@ -189,14 +196,14 @@ def test_systemd_accept_no_sockets(smtp):
         s.stop()
 
 
-def test_an_upgrade_under_it_is_started_with_the_same_socket(smtp, tmp_path):
+def test_an_upgrade_under_it_is_started_with_the_same_socket(smtp, tmp_path, program):
     """A copy of bin/ and the package; the copy's code changes; the next connection meets the new code."""
     root = tmp_path / "install"
     (root / "bin").mkdir(parents=True)
-    shutil.copy(FORKSERVER, root / "bin")
+    shutil.copy(program, root / "bin")
     for part in ("qpsmtpd_stdio", "plugins"):
         shutil.copytree(REPO / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-    s = Forkserver(smtp, "-c", "4", program=root / "bin" / "qpsmtpd-forkserver")
+    s = Forkserver(smtp, "-c", "4", program=root / "bin" / program.name)
     try:
         with greeting(s.port) as sock:
             assert b" ready; send us your mail" in sock.recv(200)
@@ -214,7 +221,7 @@ def test_an_upgrade_under_it_is_started_with_the_same_socket(smtp, tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops root with -u, which only root can do")
-def test_an_upgrade_under_a_service_user_keeps_serving():
+def test_an_upgrade_under_a_service_user_keeps_serving(program):
     """As deployed: root binds and writes the pid file where only root may, then -u drops to the service user.
     The re-executed server is that user already: it must neither rewrite the pid file nor try to become it."""
     import pwd
@@ -226,7 +233,7 @@ def test_an_upgrade_under_a_service_user_keeps_serving():
         root.chmod(0o755)
         install = root / "install"
         (install / "bin").mkdir(parents=True)
-        shutil.copy(FORKSERVER, install / "bin")
+        shutil.copy(program, install / "bin")
         for part in ("qpsmtpd_stdio", "plugins"):
             shutil.copytree(REPO / part, install / part, ignore=shutil.ignore_patterns("__pycache__"))
         smtp = SMTPConfig(root)
@@ -237,7 +244,7 @@ def test_an_upgrade_under_a_service_user_keeps_serving():
                 path.chmod(0o755)
         run = root / "run"
         run.mkdir(mode=0o700)  # as /run: only root writes the pid file
-        s = Forkserver(smtp, "-u", "nobody", program=install / "bin" / "qpsmtpd-forkserver", pid_file=run / "pid")
+        s = Forkserver(smtp, "-u", "nobody", program=install / "bin" / program.name, pid_file=run / "pid")
         try:
             assert int((run / "pid").read_text()) == s.proc.pid
             assert send(s.port) == {}
@@ -259,13 +266,54 @@ def test_an_upgrade_under_a_service_user_keeps_serving():
         shutil.rmtree(root)
 
 
-def test_shipped_units_verify(tmp_path):
+@pytest.mark.parametrize("mode", ["forkserver", "prefork"])
+def test_shipped_units_verify(tmp_path, mode):
     need("systemd-analyze")
     units = tmp_path / "units"
     units.mkdir()
-    for name in ("qpsmtpd-forkserver.socket", "qpsmtpd-forkserver.service"):
-        text = (REPO / "systemd" / name).read_text().replace("/usr/local/bin/qpsmtpd-forkserver", str(FORKSERVER))
+    for name in (f"qpsmtpd-{mode}.socket", f"qpsmtpd-{mode}.service"):
+        text = (REPO / "systemd" / name).read_text().replace(f"/usr/local/bin/qpsmtpd-{mode}", str(REPO / "bin" / f"qpsmtpd-{mode}"))
         (units / name).write_text(text)
     done = subprocess.run(["systemd-analyze", "verify", "--man=no", *(p.name for p in units.iterdir())],
                           capture_output=True, text=True, cwd=units, timeout=60)
-    assert done.returncode == 0 and "qpsmtpd-forkserver" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.returncode == 0 and f"qpsmtpd-{mode}" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+def workers(pid: int) -> int:
+    """How many processes `pid` has now."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                count += 1
+    return count
+
+
+def until(condition, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_prefork_pool_grows_to_its_limit_and_shrinks_back(smtp):
+    s = Forkserver(smtp, "--children", "4", "--idle-children", "2", program=PREFORK)
+    try:
+        until(lambda: workers(s.proc.pid) == 2, "two idle workers at start")
+        held = [greeting(s.port) for _ in range(3)]
+        for sock in held:
+            assert sock.recv(100).startswith(b"220")
+        until(lambda: workers(s.proc.pid) == 4, "three busy and one idle: the limit, not five")
+        assert send(s.port) == {}  # the idle worker serves it and exits; its successor keeps the pool at 4
+        until(lambda: workers(s.proc.pid) == 4, "a successor for the worker that served")
+        for sock in held:
+            sock.sendall(b"QUIT\r\n")
+            sock.close()
+        until(lambda: workers(s.proc.pid) == 2, "back to two idle workers")
+        assert len(smtp.messages()) == 1 and s.proc.poll() is None
+    finally:
+        assert s.stop() == 0, s.output()
