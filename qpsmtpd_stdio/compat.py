@@ -35,8 +35,6 @@ POLICY: dict[str, tuple[str, str]] = {
     "async/queue/smtp-forward": (ALIAS, "queue/smtp-forward"),
     "async/uribl": (ALIAS, "uribl"),
     # done by the core or by the superserver
-    "hosts_allow": (CORE, "per-client limits are the superserver's: xinetd `per_source`, systemd "
-                          "`MaxConnectionsPerSource`, tcpserver's rules; the `hosts_allow` file is not read"),
     "parse_addr_withhelo": (CORE, "the core refuses ESMTP parameters after HELO"),
     "stunnel": (CORE, "a proxy's PROXY header is read by the core: list the proxy in `proxy_clients`"),
     "connection_time": (CORE, "the session's duration is in its closing log line"),
@@ -87,6 +85,8 @@ DIFFERENCES: dict[str, str] = {
     "karma": "keeps its data in the store (SQLite or Redis): bring qpsmtpd's DBM file along once with "
              "`in.qpsmtpd --import-qpsmtpd-db karma FILE`",
     "tls": "TLS 1.2 and later only, whatever `tls_protocols` says",
+    "hosts_allow": "the `hosts_allow` file works in every mode, with IPv6 too; the per-address count only under "
+                   "qpsmtpd-forkserver and qpsmtpd-prefork (under a superserver, its own per-source limit)",
 }
 
 
@@ -94,7 +94,6 @@ DIFFERENCES: dict[str, str] = {
 UNREAD_FILES: dict[str, str] = {
     "spool_perms": "spool files are always private to the server's user (0600, in a 0700 dir)",
     "IP": "run.tcpserver's setting: the superserver chooses the address",
-    "hosts_allow": "per-client limits and refusals are the superserver's (xinetd `per_source` and `no_access`)",
     "badmailfromto": "the badmailfromto plugin is not shipped",
     "whitelist_zones": "dns_whitelist_soft is not shipped",
     "greylist_exclude_files": "greylisting does not read it",

@@ -14,7 +14,8 @@ signal. The parent preloads library code only: no config value, no plugin.
 Limits, in the parent: at `-c` running sessions it stops accepting (the
 kernel's backlog holds the next clients, as qpsmtpd's forkserver waits); a
 client with `-m` sessions running already gets `421 4.7.0` and is closed.
-Each child is told the counts (QPSMTPD_CONNECTIONS, QPSMTPD_CONNECTIONS_FROM_IP).
+Each child is told the counts and the limit (QPSMTPD_CONNECTIONS,
+QPSMTPD_CONNECTIONS_FROM_IP, QPSMTPD_MAX_FROM_IP), for the hosts_allow plugin.
 
 SIGTERM or SIGINT: stop accepting, let running sessions finish for up to
 `--shutdown-timeout` seconds, then send them SIGTERM (a session answers 421 and
@@ -225,7 +226,7 @@ class Server:
             s.close()
         os.close(self.wake_r)
         os.close(self.wake_w)
-        session(conn, peer, smtps, self.opts["config"], len(self.children) + 1, from_ip, self.log)
+        session(conn, peer, smtps, self.opts["config"], len(self.children) + 1, from_ip, self.opts["per_ip"], self.log)
 
     def drain(self, socks) -> int:
         for s, _ in self.listeners:
@@ -279,7 +280,7 @@ def reexec(listeners: list[tuple[socket.socket, bool]]) -> None:
 
 
 def session(conn: socket.socket, peer, smtps: bool, config: str | None, connections: int, from_ip: int,
-            log) -> None:
+            max_from_ip: int, log) -> None:
     """In a forked process: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns."""
     code = 111
     try:
@@ -292,7 +293,7 @@ def session(conn: socket.socket, peer, smtps: bool, config: str | None, connecti
         conn.close()
         os.environ.update(TCPREMOTEIP=peer[0], TCPREMOTEPORT=str(peer[1]), TCPLOCALIP=local[0],
                           TCPLOCALPORT=str(local[1]), QPSMTPD_CONNECTIONS=str(connections),
-                          QPSMTPD_CONNECTIONS_FROM_IP=str(from_ip))
+                          QPSMTPD_CONNECTIONS_FROM_IP=str(from_ip), QPSMTPD_MAX_FROM_IP=str(max_from_ip))
         from .main import main
 
         code = main((["--config", config] if config else []) + (["--smtps"] if smtps else []))

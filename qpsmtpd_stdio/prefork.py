@@ -151,7 +151,7 @@ class Pool:
                 conn.close()
                 os._exit(0)
             self.table.close()
-            forkserver.session(conn, peer, smtps, self.opts["config"], busy, same, self.log)
+            forkserver.session(conn, peer, smtps, self.opts["config"], busy, same, self.opts["per_ip"], self.log)
         except BaseException as exc:  # noqa: BLE001 - never back into the parent's loop
             try:
                 self.log(2, f"worker failed: {exc!r}")

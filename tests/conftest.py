@@ -87,7 +87,8 @@ class SMTPConfig:
         new = (maildir or self.maildir) / "new"
         if not new.is_dir():
             return []
-        return [p.read_bytes() for p in sorted(new.iterdir())]
+        # In delivery order: Maildir names carry unpadded microseconds, so they do not sort by time.
+        return [p.read_bytes() for p in sorted(new.iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))]
 
     def leftovers(self, maildir: Path | None = None) -> list[str]:
         tmp = (maildir or self.maildir) / "tmp"

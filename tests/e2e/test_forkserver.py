@@ -104,11 +104,11 @@ def test_every_edit_applies_to_the_next_connection(smtp, server):
     plugin = smtp.plugin("stamp", "from qpsmtpd_stdio import DECLINED\n\ndef hook_data_post(plugin, txn):\n"
                                   "    txn.header.add('X-Stamp', 'one')\n    return DECLINED\n")
     smtp.plugins("relay", "stamp", "badmailfrom", "rcpt_ok", f"queue/maildir {smtp.maildir}")
-    assert send(server.port) == {}
+    assert send(server.port, body=MSG.replace("hi", "before")) == {}
     plugin.write_text(plugin.read_text().replace("'one'", "'two'"))
-    assert send(server.port) == {}
-    assert [b"X-Stamp: one" in m for m in smtp.messages()] == [True, False]
-    assert b"X-Stamp: two" in smtp.messages()[1]
+    assert send(server.port, body=MSG.replace("hi", "after")) == {}
+    stamps = {b"Subject: before" in m: m for m in smtp.messages()}  # Maildir names do not sort by time
+    assert b"X-Stamp: one" in stamps[True] and b"X-Stamp: two" in stamps[False]
     smtp.write("me", "renamed.example.test")
     with greeting(server.port) as sock:
         assert b"renamed.example.test" in sock.recv(200)
@@ -151,6 +151,20 @@ def test_per_client_limit_refuses_and_total_limit_waits(smtp, program):
         waiting.close()
     finally:
         s2.stop()
+
+
+def test_hosts_allow_gets_the_count_from_the_parent(smtp, server):
+    """The file refuses by address; a client whose karma history is 0 may hold one session, below -m 2."""
+    smtp.plugin("nokarma", "from qpsmtpd_stdio import DECLINED\n\ndef hook_connect(plugin, txn):\n"
+                           "    plugin.connection.notes['karma_history'] = 0\n    return DECLINED\n")
+    smtp.plugins("nokarma", "hosts_allow", "relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    smtp.write("hosts_allow", "127.0.0.2 DENY go away\n")
+    with greeting(server.port, source="127.0.0.2") as sock:
+        assert sock.recv(100).startswith(b"554 5.7.1 go away")
+    with greeting(server.port, source="127.0.0.3") as first:
+        assert first.recv(100).startswith(b"220")
+        with greeting(server.port, source="127.0.0.3") as second:
+            assert second.recv(100).startswith(b"421 4.7.0 too many connections from 127.0.0.3")
 
 
 def test_sigterm_lets_a_message_in_data_finish(smtp, server):
