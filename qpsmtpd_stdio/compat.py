@@ -55,7 +55,6 @@ POLICY: dict[str, tuple[str, str]] = {
     # without them mail could pass unchecked, or be taken and lost
     "badmailfromto": (REFUSED, "not shipped: use `badmailfrom` and `badrcptto`"),
     "qmail_deliverable": (REFUSED, "qmail-specific (qmail-deliverabled) and not shipped"),
-    "milter": (REFUSED, "not shipped yet"),
     "http_config": (REFUSED, "config comes only from the config directory"),
     "virus/aveclient": (REFUSED, "use `virus/clamdscan`"),
     "virus/bitdefender": (REFUSED, "use `virus/clamdscan`"),
@@ -85,6 +84,8 @@ DIFFERENCES: dict[str, str] = {
     "karma": "keeps its data in the store (SQLite or Redis): bring qpsmtpd's DBM file along once with "
              "`in.qpsmtpd --import-qpsmtpd-db karma FILE`",
     "tls": "TLS 1.2 and later only, whatever `tls_protocols` says",
+    "milter": "protocol version 6 with every reply and change honoured, `unix:PATH` too; qpsmtpd's used Net::Milter "
+              "(version 2); a milter's own reply code keeps its text and enhanced code, with the stage's code",
     "hosts_allow": "the `hosts_allow` file works in every mode, with IPv6 too; the per-address count only under "
                    "qpsmtpd-forkserver and qpsmtpd-prefork (under a superserver, its own per-source limit)",
 }

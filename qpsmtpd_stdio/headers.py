@@ -39,6 +39,10 @@ class Headers:
         for name, raw in self._fields:
             yield name, _value(raw)
 
+    def raw_fields(self) -> list[tuple[str, bytes]]:
+        """(name, the whole field as it will be written: `Name: value`, folded lines joined by CRLF)."""
+        return list(self._fields)
+
     def names(self) -> list[str]:
         return [name for name, _ in self._fields]
 
@@ -72,8 +76,35 @@ class Headers:
         else:
             self._fields.append(field)
 
-    def delete(self, name: str) -> int:
+    def insert_raw(self, index: int, name: str, field: bytes) -> None:
+        """Put a whole field, exactly as given (`Name: value`, folded with CRLF + space or tab), at position
+        `index` (0 is the top; past the end appends). ValueError if it is not one well-formed field."""
+        check_field(field)
+        self._fields.insert(max(index, 0), (name, field))
+
+    def change_raw(self, name: str, nth: int, field: bytes | None) -> None:
+        """Replace the nth (1-based) `name` field by `field` exactly, or remove it (None); past the last, append."""
         key = name.lower()
+        where = [i for i, (n, _) in enumerate(self._fields) if n.lower() == key]
+        if field is None:
+            if 0 < nth <= len(where):
+                del self._fields[where[nth - 1]]
+            return
+        check_field(field)
+        if 0 < nth <= len(where):
+            self._fields[where[nth - 1]] = (name, field)
+        else:
+            self._fields.append((name, field))
+
+    def delete(self, name: str, nth: int = 0) -> int:
+        """Remove every `name` field (nth=0), or only the nth (1 is the first, -1 the last); how many went."""
+        key = name.lower()
+        if nth:
+            where = [i for i, (n, _) in enumerate(self._fields) if n.lower() == key]
+            if not -len(where) <= (nth - 1 if nth > 0 else nth) < len(where):
+                return 0
+            del self._fields[where[nth - 1 if nth > 0 else nth]]
+            return 1
         before = len(self._fields)
         self._fields = [(n, raw) for n, raw in self._fields if n.lower() != key]
         return before - len(self._fields)
@@ -87,6 +118,19 @@ class Headers:
         out = [raw.replace(b"\r\n", eol) + eol for _, raw in self._fields]
         out.append(eol)
         return b"".join(out)
+
+
+def check_field(field: bytes) -> None:
+    """A field from outside, kept byte for byte: ValueError unless it is one field (`Name:` then a value whose
+    every further line starts with a space or tab, lines ending CRLF) without NUL or other controls."""
+    name, colon, _ = field.partition(b":")
+    if not colon or not name or any(c < 33 or c > 126 for c in name):
+        raise ValueError("not a header field name")
+    for number, line in enumerate(field.split(b"\r\n")):
+        if number and not line[:1] in (b" ", b"\t"):
+            raise ValueError("a line of the field that is not a continuation")
+        if any(c < 32 and c != 9 or c == 127 for c in line):
+            raise ValueError("a control character in the field")
 
 
 def unstructured(text: str, limit: int = 900) -> str:

@@ -57,6 +57,8 @@ SCHEMA = {
                     " connects INTEGER NOT NULL DEFAULT 0, last REAL NOT NULL DEFAULT 0, expires REAL)"),
     "auth_failures": ("ip", "CREATE TABLE IF NOT EXISTS auth_failures (ip TEXT PRIMARY KEY,"
                             " failures INTEGER NOT NULL DEFAULT 0, first REAL NOT NULL DEFAULT 0, expires REAL)"),
+    "rcpt_verify": ("key", "CREATE TABLE IF NOT EXISTS rcpt_verify (key TEXT PRIMARY KEY,"
+                           " code INTEGER NOT NULL DEFAULT 0, checked REAL NOT NULL DEFAULT 0, expires REAL)"),
 }
 
 

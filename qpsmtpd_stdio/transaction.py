@@ -81,6 +81,21 @@ class Transaction:
         self._spool.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
         self.data_size = self._spool.size
 
+    def replace_body(self, data: bytes) -> None:
+        """Make `data` the whole body (a milter's or a filter's rewrite): every line end CRLF, NUL refused.
+
+        The new body goes after the old one in the spool and the body starts there from now on; the old
+        bytes are never read again.
+        """
+        if self._spool is None:
+            raise RuntimeError("replace_body: no message yet (it works from data_post on)")
+        if b"\0" in data:
+            raise ValueError("replace_body: NUL in the data")
+        start = self._spool.size
+        self._spool.write(bytes(data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n"))
+        self._body_offset = start
+        self.data_size = self._spool.size
+
     def body_stream(self):
         """The message body (after the header block) as a binary file object, CRLF line ends."""
         return self._spool.open(self._body_offset)

@@ -1,4 +1,4 @@
-"""Real content-check engines on loopback for the tests: spamd (SpamAssassin) and clamd (ClamAV).
+"""Real content-check engines on loopback for the tests: spamd (SpamAssassin), clamd (ClamAV) and rspamd.
 
     server = Spamd(tmp_dir).start()     # .port (TCP on 127.0.0.1) and .socket (a unix socket path)
     server = Clamd(tmp_dir, {"test.ndb": ndb_line("Test.EICAR", EICAR)}).start()
@@ -11,7 +11,14 @@ and a site config dir holding Debian's .pre files; clamd with a signature
 database the test writes (no freshclam, no download). For a module-scoped
 fixture use `engine(Spamd)`, which skips with the reason
 when the program is missing.
-Debian packages: spamd (spamassassin's daemon), clamav-daemon.
+rspamd runs Debian's own config with a private local.d/override.d: its normal worker
+on a high port and a unix socket, its proxy as a self-scanning milter on another
+(.milter_port), no controller or fuzzy worker, every GTUBE
+pattern on, milter_headers' extended headers for every client, DKIM signing of
+example.org for authenticated users with a key it makes, a settings id that
+greylists everything, a soft reject for a Subject with `soft-reject-me`, and DNS
+pointed at a dead port so that no check waits on the network.
+Debian packages: spamd (spamassassin's daemon), clamav-daemon, rspamd.
 """
 
 from __future__ import annotations
@@ -147,6 +154,131 @@ class Clamd(Engine):
         with socket.create_connection(("127.0.0.1", self.port), 2) as sock:
             sock.sendall(b"zPING\0")
             return sock.recv(100) == b"PONG\0"
+
+
+class Rspamd(Engine):
+    name = "rspamd"
+    package = "rspamd"
+
+    def command(self) -> list[str]:
+        d = self.directory
+        self.milter_port = free_port()
+        for sub in ("local/local.d", "local/override.d", "db", "run", "log"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        self.dkim_key = d / "example.org.test.key"
+        if not self.dkim_key.exists():
+            subprocess.run(["openssl", "genrsa", "-out", str(self.dkim_key), "2048"], check=True, capture_output=True)
+        files = {
+            "override.d/worker-normal.inc": f'bind_socket = "127.0.0.1:{self.port}";\n'
+                                            f'bind_socket = "{self.socket} mode=0666";\ncount = 1;\n',
+            "override.d/worker-controller.inc": "enabled = false;\n",
+            # The proxy as a milter that scans by itself (rspamd's milter mode), on a second port.
+            "override.d/worker-proxy.inc": f'bind_socket = "127.0.0.1:{self.milter_port}";\nmilter = yes;\n'
+                                           'timeout = 120s;\nupstream "local" {\n  default = yes;\n'
+                                           '  self_scan = yes;\n}\ncount = 1;\n',
+            "override.d/worker-fuzzy.inc": "enabled = false;\n",
+            "local.d/options.inc": 'enable_test_patterns = true;\ndns {\n  nameserver = ["127.0.0.1:9"];\n'
+                                   '  timeout = 0.2s;\n  retransmits = 1;\n}\n',
+            "local.d/milter_headers.conf": "extended_spam_headers = true;\nskip_local = false;\n"
+                                          "skip_authenticated = false;\n",
+            "local.d/dkim_signing.conf": f'allow_username_mismatch = true;\nsign_authenticated = true;\n'
+                                         f'sign_local = false;\nuse_esld = true;\nselector = "test";\n'
+                                         f'path = "{d}/$domain.$selector.key";\n',
+            "local.d/logging.inc": 'type = "file";\nlevel = "info";\n',
+            # Test clients come from TEST-NET addresses with no reverse DNS, and DNS is dead here: a clean
+            # message scores about 5, which must stay below every action (settings_id test_greylist lowers one).
+            "local.d/actions.conf": "greylist = 10;\nadd_header = 11;\nrewrite_subject = 12;\nreject = 15;\n",
+            "local.d/settings.conf": "test_greylist {\n  apply {\n    actions {\n      greylist = 0.1;\n    }\n  }\n}\n",
+            # A Subject with `soft-reject-me` gets rspamd's soft reject and its own SMTP message.
+            "local.d/multimap.conf": 'TEST_SOFT {\n  type = "header";\n  header = "Subject";\n  regexp = true;\n'
+                                     f'  map = "{d}/soft.map";\n}}\n',
+            "local.d/force_actions.conf": 'rules {\n  TEST_SOFT_REJECT {\n    action = "soft reject";\n'
+                                          '    expression = "TEST_SOFT";\n    message = "Soft reject for test";\n'
+                                          '  }\n}\n',
+        }
+        for name, text in files.items():
+            (d / "local" / name).write_text(text)
+        (d / "soft.map").write_text("/soft-reject-me/\n")
+        return [program("rspamd"), "-f", "-i", "-u", "root", "-g", "root", "-c", "/etc/rspamd/rspamd.conf",
+                "--var", f"LOCAL_CONFDIR={d / 'local'}", "--var", f"DBDIR={d / 'db'}",
+                "--var", f"RUNDIR={d / 'run'}", "--var", f"LOGDIR={d / 'log'}"]
+
+    def public_key(self) -> bytes:
+        """The DNS TXT record of the signing key: v=DKIM1; k=rsa; p=..."""
+        der = subprocess.run(["openssl", "rsa", "-in", str(self.dkim_key), "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        import base64
+
+        return b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), 2) as sock:
+            sock.sendall(b"GET /ping HTTP/1.0\r\n\r\n")
+            return b"pong" in sock.recv(1000)
+
+    def log_text(self) -> str:
+        own = self.directory / "log" / "rspamd.log"
+        return super().log_text() + (own.read_text(errors="replace")[-4000:] if own.exists() else "")
+
+
+class Opendkim(Engine):
+    """opendkim as a milter on a high port: signs example.org mail of clients in 192.0.2.0/24 (its
+    InternalHosts) with selector `test` and simple/simple canonicalization, and verifies everyone else's,
+    always adding its Authentication-Results."""
+
+    name = "opendkim"
+    package = "opendkim"
+
+    def command(self) -> list[str]:
+        d = self.directory
+        self.dkim_key = d / "test.private"
+        if not self.dkim_key.exists():
+            subprocess.run(["openssl", "genrsa", "-out", str(self.dkim_key), "2048"], check=True, capture_output=True)
+        (d / "internal").write_text("192.0.2.0/24\n127.0.0.1\n")
+        conf = d / "opendkim.conf"
+        conf.write_text("".join(line + "\n" for line in [
+            "Syslog no", "Background no", f"Socket inet:{self.port}@127.0.0.1", f"PidFile {d / 'opendkim.pid'}",
+            "Mode sv", "Domain example.org", "Selector test", f"KeyFile {self.dkim_key}",
+            "Canonicalization simple/simple", f"InternalHosts {d / 'internal'}", "AlwaysAddARHeader yes",
+            "AuthservID mx.example.test", "UMask 002", "RequireSafeKeys no"]))
+        return [program("opendkim"), "-f", "-x", str(conf)]
+
+    def public_key(self) -> str:
+        der = subprocess.run(["openssl", "rsa", "-in", str(self.dkim_key), "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        import base64
+
+        return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), 2):
+            return True
+
+
+class ClamavMilter(Engine):
+    """clamav-milter on a high port, asking the clamd given (a running Clamd): refuses infected mail,
+    defers when clamd fails, and adds its X-Virus-* fields to clean mail."""
+
+    name = "clamav-milter"
+    package = "clamav-milter"
+
+    def __init__(self, directory: Path, clamd: Clamd) -> None:
+        super().__init__(directory)
+        self.clamd = clamd
+
+    def command(self) -> list[str]:
+        d = self.directory
+        conf = d / "clamav-milter.conf"
+        conf.write_text("".join(line + "\n" for line in [
+            f"MilterSocket inet:{self.port}@127.0.0.1", "Foreground yes", f"PidFile {d / 'clamav-milter.pid'}",
+            f"ClamdSocket tcp:127.0.0.1:{self.clamd.port}", "OnClean Accept", "OnInfected Reject", "OnFail Defer",
+            "AddHeader Replace", f"LogFile {d / 'clamav-milter-own.log'}", f"TemporaryDirectory {d}",
+            "LogInfected Basic"]))
+        return [program("clamav-milter"), "-c", str(conf)]
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), 2):
+            return True
 
 
 def engine(kind, *args):

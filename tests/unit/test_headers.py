@@ -76,3 +76,16 @@ def test_parse_gives_back_what_was_added(fields):
         h.add(name, value)
     again = Headers.parse(h.as_bytes()[:-4]) if fields else Headers()
     assert list(again) == [(name, clean(value)) for name, value in fields]
+
+
+def test_delete_one_instance_by_position():
+    def fresh():
+        return Headers.parse(b"X-A: 1\r\nX-B: b\r\nx-a: 2\r\nX-A: 3")
+
+    h = fresh()
+    assert h.delete("X-A", 2) == 1 and h.get_all("X-A") == ["1", "3"]
+    h = fresh()
+    assert h.delete("X-A", -1) == 1 and h.get_all("X-A") == ["1", "2"]
+    h = fresh()
+    assert h.delete("X-A", 4) == 0 and h.delete("X-A", -4) == 0 and len(h) == 4
+    assert h.delete("X-A") == 3 and h.names() == ["X-B"]
