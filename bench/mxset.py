@@ -12,7 +12,10 @@ Each round runs, interleaved: `python3 -c pass`, the 8-plugin set (b), the
 whole set, and the whole set less one plugin for each plugin, on an unsigned
 message and on the same message DKIM-signed. A plugin's marginal cost is
 the median over rounds of (whole set - whole set less it) in the same
-round: paired differences, so drift between rounds cancels.
+round: paired differences, so drift between rounds cancels. When rspamd is
+installed, one more variant adds the `rspamd` plugin to the whole set (a real
+rspamd with the tests' private config): its row is what scanning with rspamd
+adds to our session's CPU (rspamd's own CPU is its own process's).
 """
 
 from __future__ import annotations
@@ -81,6 +84,13 @@ class MXSet:
             self.dirs.append(directory)
             self.engines.append(kind(directory).start())
         spamd, clamd = self.engines
+        self.rspamd = None
+        if engines.program("rspamd"):
+            directory = Path(tempfile.mkdtemp(prefix="qpsmtpd-bench-rspamd-"))
+            directory.chmod(0o755)
+            self.dirs.append(directory)
+            self.rspamd = engines.Rspamd(directory).start()
+            self.engines.append(self.rspamd)
         self.unsigned = make_message(2048)
         signer = ("import sys, dkim; m = sys.stdin.buffer.read(); "
                   "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'example.org', open(sys.argv[1], 'rb').read()) + m)")
@@ -92,6 +102,9 @@ class MXSet:
         self.cfg = {"all": self.config("all", lines)}
         for name in self.measured:
             self.cfg[f"-{name}"] = self.config(f"no-{name.replace('/', '_')}", [l for l in lines if l.split()[0] != name])
+        if self.rspamd is not None:
+            at = next(i for i, l in enumerate(lines) if l.startswith("queue/"))
+            self.cfg["+rspamd"] = self.config("plus-rspamd", lines[:at] + [f"rspamd 127.0.0.1:{self.rspamd.port}"] + lines[at:])
 
     def config(self, name: str, lines: list[str]) -> Path:
         b = self.b
@@ -113,7 +126,7 @@ class MXSet:
         reps = self.b.p["reps"]
         # greylisting meets the triplet once (deferred, black_timeout 0); every later session passes.
         self.session("all", self.unsigned)
-        keys = ["pass", "b", "all"] + [f"-{n}" for n in self.measured]
+        keys = ["pass", "b", "all"] + [f"-{n}" for n in self.measured] + (["+rspamd"] if "+rspamd" in self.cfg else [])
         runs: dict[tuple[str, str], list[dict]] = {}
         log(f"(e) MX set: {len(keys) * 2 - 2} variants x {reps} rounds (+1 warm-up), interleaved")
         for rep in range(reps + 1):
@@ -135,11 +148,17 @@ class MXSet:
                 diffs = [w["user_ms"] + w["sys_ms"] - (l["user_ms"] + l["sys_ms"])
                          for w, l in zip(whole, less) if not w.get("error") and not l.get("error")]
                 out["marginal"][f"{kind} {name}"] = stats(diffs)
+            if (kind, "+rspamd") in runs:
+                diffs = [p["user_ms"] + p["sys_ms"] - (w["user_ms"] + w["sys_ms"])
+                         for w, p in zip(whole, runs[kind, "+rspamd"]) if not w.get("error") and not p.get("error")]
+                out["marginal"][f"{kind} rspamd (added)"] = stats(diffs)
+        if "+rspamd" in self.cfg:
+            out["plugins"] = self.measured + ["rspamd (added)"]
         return out
 
     def stop(self) -> None:
         for engine in self.engines:
-            engine.stop()
+            engine.stop()  # spamd, clamd, and rspamd when it ran
         if self.dns is not None:
             self.dns.stop()
         for directory in self.dirs:
