@@ -37,8 +37,8 @@ At end of body a milter may also add, insert and change header fields
 (byte for byte, its folding kept: a signature made with c=simple still
 verifies; SMFIP_HDR_LEADSPC is offered), replace the body, add and delete
 recipients, and change the sender. A change that is not well formed (a
-field line that is not a continuation, a control octet) counts as a broken
-milter. A milter is asked about one transaction at a time; RSET and a new
+field line that is not a continuation, a control octet), more than 1000
+changes or a replacement body over 64 MiB count as a broken milter. A milter is asked about one transaction at a time; RSET and a new
 MAIL send it `abort`.
 
 Example config/plugins line (opendkim, signing mail of relay clients listed in
@@ -51,6 +51,8 @@ from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, 
 from qpsmtpd_stdio.digits import number
 
 REPLY_LIMIT = 300.0  # seconds in all for one stage's reply, however often the milter says "progress"
+MAX_CHANGES = 1000  # changes one milter may ask for at end of body
+MAX_BODY = 64 << 20  # octets of a replacement body
 
 
 class Broken(Exception):
@@ -133,7 +135,7 @@ def _stage(plugin, command: bytes, packets: bytes, skip_flag: int, no_reply_flag
     return reply
 
 
-def _open(plugin, txn) -> None:
+def _open(plugin, txn):
     from qpsmtpd_stdio import clientsocket, milter
 
     conn = plugin.connection
@@ -327,15 +329,18 @@ def _message(plugin, txn):
                     return reply
     _send(plugin, milter.macro_packet(milter.EOB, {"i": txn.id}))
     _send(plugin, milter.packet(milter.EOB))
-    changes, body = [], []
+    changes, body, size = [], [], 0
     while True:
         reply = _reply(plugin)
         if reply.command in milter.VERDICTS:
             break
         if reply.command == milter.REPLBODY:
             body.append(reply.fields[0])
+            size += len(reply.fields[0])
         else:
             changes.append(reply)
+        if len(changes) > MAX_CHANGES or size > MAX_BODY:
+            raise Broken(f"more than {MAX_CHANGES} changes or a body over {MAX_BODY} octets")
     if reply.command in (milter.ACCEPT, milter.CONTINUE):
         _apply(plugin, txn, changes, b"".join(body) if body else None)
         return milter.Reply(milter.CONTINUE, b"")

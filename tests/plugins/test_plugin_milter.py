@@ -219,3 +219,10 @@ def test_clamav_milter_refuses_a_virus(tmp_path):
     finally:
         clamd.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_flood_of_changes_is_bounded(tmp_path):
+    flood = [addheader(f"X-F{i}", "v") for i in range(1001)] + [reply(b"c")]
+    with ScriptedMilter({b"E": flood}) as m:
+        r = send(scripted(tmp_path, m))
+    assert r.codes[5] == 451 and not r.queued and "more than 1000 changes" in r.log_text
