@@ -117,6 +117,55 @@ def test_every_edit_applies_to_the_next_connection(smtp, server):
         send(server.port)
 
 
+def test_edits_under_load_reach_the_very_next_connection(smtp, server):
+    """Clients keep sending while a plugin, a config file and a list change: the first connection opened after
+    each change sees it, and every message sent meanwhile is delivered."""
+    import threading
+
+    plugin = smtp.plugin("stamp", "from qpsmtpd_stdio import DECLINED\n\ndef hook_data_post(plugin, txn):\n"
+                                  "    txn.header.add('X-Stamp', 'v0')\n    return DECLINED\n")
+    smtp.plugins("relay", "stamp", "badmailfrom", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    stop, sent, errors, lock = threading.Event(), [0], [], threading.Lock()
+
+    def load(source):
+        while not stop.is_set():
+            try:
+                with smtplib.SMTP("127.0.0.1", server.port, timeout=30, source_address=(source, 0)) as client:
+                    client.sendmail("a@example.org", ["carol@example.test"], MSG.replace("hi", "load"))
+                with lock:
+                    sent[0] += 1
+            except smtplib.SMTPSenderRefused:
+                pass  # after the badmailfrom edit: refused, never delivered, never counted
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+    # One client address a thread (-m 2 counts a session until the parent reaps it); the test's own are .3.
+    threads = [threading.Thread(target=load, args=(f"127.0.0.{n}",)) for n in (4, 5)]
+    for t in threads:
+        t.start()
+    try:
+        for version in range(1, 4):
+            plugin.write_text(plugin.read_text().replace(f"'v{version - 1}'", f"'v{version}'"))
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=30, source_address=("127.0.0.3", 0)) as client:
+                client.sendmail("a@example.org", ["bob@example.test"], MSG.replace("hi", f"after v{version}"))
+            mine = [m for m in smtp.messages() if f"Subject: after v{version}".encode() in m]
+            assert len(mine) == 1 and f"X-Stamp: v{version}".encode() in mine[0]
+        smtp.write("me", "renamed.example.test")
+        with greeting(server.port, source="127.0.0.3") as sock:
+            assert b"renamed.example.test" in sock.recv(200)
+        smtp.write("badmailfrom", "a@example.org")
+        with pytest.raises(smtplib.SMTPSenderRefused):
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=30, source_address=("127.0.0.3", 0)) as client:
+                client.sendmail("a@example.org", ["bob@example.test"], MSG)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors
+    loaded = [m for m in smtp.messages() if b"Subject: load" in m]
+    assert len(loaded) == sent[0] and sent[0] > 0
+
+
 def test_per_client_limit_refuses_and_total_limit_waits(smtp, program):
     s = Forkserver(smtp, "-c", "4", "-m", "2", "--shutdown-timeout", "5", program=program)
     try:
