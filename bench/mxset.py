@@ -12,10 +12,11 @@ Each round runs, interleaved: `python3 -c pass`, the 8-plugin set (b), the
 whole set, and the whole set less one plugin for each plugin, on an unsigned
 message and on the same message DKIM-signed. A plugin's marginal cost is
 the median over rounds of (whole set - whole set less it) in the same
-round: paired differences, so drift between rounds cancels. When rspamd is
-installed, one more variant adds the `rspamd` plugin to the whole set (a real
-rspamd with the tests' private config): its row is what scanning with rspamd
-adds to our session's CPU (rspamd's own CPU is its own process's).
+round: paired differences, so drift between rounds cancels. When rspamd or
+opendkim is installed, one more variant each adds to the whole set the
+`rspamd` plugin, or the `milter` plugin talking to opendkim (real daemons with
+the tests' private configs): its row is what that filter adds to our
+session's CPU (the daemon's own CPU is its own process's).
 """
 
 from __future__ import annotations
@@ -84,13 +85,17 @@ class MXSet:
             self.dirs.append(directory)
             self.engines.append(kind(directory).start())
         spamd, clamd = self.engines
-        self.rspamd = None
-        if engines.program("rspamd"):
-            directory = Path(tempfile.mkdtemp(prefix="qpsmtpd-bench-rspamd-"))
-            directory.chmod(0o755)
-            self.dirs.append(directory)
-            self.rspamd = engines.Rspamd(directory).start()
-            self.engines.append(self.rspamd)
+        self.added: dict[str, str] = {}  # variant -> the plugin line it adds
+        # opendkim signs only here: verifying, it would ask the system's resolver (not dnsmasq) for the key.
+        for kind, line, args in ((engines.Rspamd, "rspamd 127.0.0.1:{port}", ()),
+                                 (engines.Opendkim, "milter opendkim 127.0.0.1:{port}", ("s",))):
+            if engines.program(kind.name):
+                directory = Path(tempfile.mkdtemp(prefix=f"qpsmtpd-bench-{kind.name}-"))
+                directory.chmod(0o755)
+                self.dirs.append(directory)
+                daemon = kind(directory, *args).start()
+                self.engines.append(daemon)
+                self.added[f"+{line.split()[0]}"] = line.format(port=daemon.port)
         self.unsigned = make_message(2048)
         signer = ("import sys, dkim; m = sys.stdin.buffer.read(); "
                   "sys.stdout.buffer.write(dkim.sign(m, b'sel', b'example.org', open(sys.argv[1], 'rb').read()) + m)")
@@ -102,9 +107,9 @@ class MXSet:
         self.cfg = {"all": self.config("all", lines)}
         for name in self.measured:
             self.cfg[f"-{name}"] = self.config(f"no-{name.replace('/', '_')}", [l for l in lines if l.split()[0] != name])
-        if self.rspamd is not None:
-            at = next(i for i, l in enumerate(lines) if l.startswith("queue/"))
-            self.cfg["+rspamd"] = self.config("plus-rspamd", lines[:at] + [f"rspamd 127.0.0.1:{self.rspamd.port}"] + lines[at:])
+        at = next(i for i, l in enumerate(lines) if l.startswith("queue/"))
+        for key, line in self.added.items():
+            self.cfg[key] = self.config(f"plus-{key[1:]}", lines[:at] + [line] + lines[at:])
 
     def config(self, name: str, lines: list[str]) -> Path:
         b = self.b
@@ -126,7 +131,7 @@ class MXSet:
         reps = self.b.p["reps"]
         # greylisting meets the triplet once (deferred, black_timeout 0); every later session passes.
         self.session("all", self.unsigned)
-        keys = ["pass", "b", "all"] + [f"-{n}" for n in self.measured] + (["+rspamd"] if "+rspamd" in self.cfg else [])
+        keys = ["pass", "b", "all"] + [f"-{n}" for n in self.measured] + list(self.added)
         runs: dict[tuple[str, str], list[dict]] = {}
         log(f"(e) MX set: {len(keys) * 2 - 2} variants x {reps} rounds (+1 warm-up), interleaved")
         for rep in range(reps + 1):
@@ -148,17 +153,16 @@ class MXSet:
                 diffs = [w["user_ms"] + w["sys_ms"] - (l["user_ms"] + l["sys_ms"])
                          for w, l in zip(whole, less) if not w.get("error") and not l.get("error")]
                 out["marginal"][f"{kind} {name}"] = stats(diffs)
-            if (kind, "+rspamd") in runs:
+            for key in self.added:
                 diffs = [p["user_ms"] + p["sys_ms"] - (w["user_ms"] + w["sys_ms"])
-                         for w, p in zip(whole, runs[kind, "+rspamd"]) if not w.get("error") and not p.get("error")]
-                out["marginal"][f"{kind} rspamd (added)"] = stats(diffs)
-        if "+rspamd" in self.cfg:
-            out["plugins"] = self.measured + ["rspamd (added)"]
+                         for w, p in zip(whole, runs[kind, key]) if not w.get("error") and not p.get("error")]
+                out["marginal"][f"{kind} {key[1:]} (added)"] = stats(diffs)
+        out["plugins"] = self.measured + [f"{key[1:]} (added)" for key in self.added]
         return out
 
     def stop(self) -> None:
         for engine in self.engines:
-            engine.stop()  # spamd, clamd, and rspamd when it ran
+            engine.stop()  # spamd, clamd, and rspamd and opendkim when they ran
         if self.dns is not None:
             self.dns.stop()
         for directory in self.dirs:

@@ -39,7 +39,10 @@ verifies; SMFIP_HDR_LEADSPC is offered), replace the body, add and delete
 recipients, and change the sender. A change that is not well formed (a
 field line that is not a continuation, a control octet), more than 1000
 changes or a replacement body over 64 MiB count as a broken milter. A milter is asked about one transaction at a time; RSET and a new
-MAIL send it `abort`.
+MAIL send it `abort`. List it early (before rcpt_ok) for its MAIL and RCPT
+verdicts to come at those commands: listed after a plugin that answers OK
+for them, it hears of the sender and the recipients just before DATA, and a
+refusal then refuses the whole message.
 
 Example config/plugins line (opendkim, signing mail of relay clients listed in
 its InternalHosts, or authenticated users):
@@ -77,6 +80,7 @@ def register(plugin, *args):
     plugin.done = False          # the milter said accept: nothing more for this transaction
     plugin.session_done = False  # ... said at connect or HELO: nothing more for this session
     plugin.in_transaction = False
+    plugin.told_helo, plugin.told_rcpts = False, set()  # what the milter has heard, to catch up on what it missed
     plugin.register_hook("ehlo", hook_helo)
 
 
@@ -253,42 +257,77 @@ def hook_connect(plugin, txn):
 
 
 def hook_helo(plugin, txn, host):
+    return _guard(plugin, txn, "helo", lambda: _helo(plugin, host))
+
+
+def _helo(plugin, host):
     from qpsmtpd_stdio import milter
 
-    def step():
-        tls = plugin.connection.tls
-        macros = {"{tls_version}": getattr(tls, "version", ""), "{cipher}": getattr(tls, "cipher", ""),
-                  "{cipher_bits}": str(getattr(tls, "bits", ""))} if tls else {}
-        return _stage(plugin, milter.HELO, milter.helo_packet(host), milter.P_NOHELO, milter.P_NR_HELO, macros)
-    return _guard(plugin, txn, "helo", step)
+    plugin.told_helo = True
+    tls = plugin.connection.tls
+    macros = {"{tls_version}": getattr(tls, "version", ""), "{cipher}": getattr(tls, "cipher", ""),
+              "{cipher_bits}": str(getattr(tls, "bits", ""))} if tls else {}
+    return _stage(plugin, milter.HELO, milter.helo_packet(host), milter.P_NOHELO, milter.P_NR_HELO, macros)
+
+
+def _mail(plugin, txn, sender, params):
+    from qpsmtpd_stdio import milter
+
+    reply = _catch_up(plugin, txn, "helo")
+    if reply is not None:
+        return reply
+    _abort(plugin)
+    plugin.in_transaction, plugin.told_rcpts = True, set()
+    conn = plugin.connection
+    macros = {"{mail_addr}": "" if sender.is_null else sender.address, "i": txn.id}
+    if conn.auth_user:
+        macros.update({"{auth_type}": conn.auth_mechanism or "", "{auth_authen}": conn.auth_user})
+    args = [f"{k}={v}" if v is not None else k for k, v in (params or {}).items()]
+    return _stage(plugin, milter.MAIL, milter.mail_packet(f"<{sender.address if not sender.is_null else ''}>", *args),
+                  milter.P_NOMAIL, milter.P_NR_MAIL, macros)
+
+
+def _rcpt(plugin, txn, rcpt, params):
+    from qpsmtpd_stdio import milter
+
+    reply = _catch_up(plugin, txn, "mail")
+    if reply is not None:
+        return reply
+    plugin.told_rcpts.add(rcpt.address.lower())
+    args = [f"{k}={v}" if v is not None else k for k, v in (params or {}).items()]
+    return _stage(plugin, milter.RCPT, milter.rcpt_packet(f"<{rcpt.address}>", *args), milter.P_NORCPT,
+                  milter.P_NR_RCPT, {"{rcpt_addr}": rcpt.address})
+
+
+def _catch_up(plugin, txn, stage: str):
+    """Send what the milter missed before `stage` (a plugin listed earlier answered OK for that hook, so ours
+    never ran): HELO, then MAIL, then each recipient. A verdict other than continue is returned."""
+    from qpsmtpd_stdio import milter
+
+    steps = []
+    if not plugin.told_helo and plugin.connection.hello_host:
+        steps.append(lambda: _helo(plugin, plugin.connection.hello_host))
+    if stage in ("rcpt", "data") and not plugin.in_transaction and txn.sender is not None:
+        steps.append(lambda: _mail(plugin, txn, txn.sender, txn.mail_params))
+    if stage == "data":
+        for i, rcpt in enumerate(txn.recipients):
+            params = txn.rcpt_params[i] if i < len(txn.rcpt_params) else {}
+            steps.append(lambda rcpt=rcpt, params=params: None if rcpt.address.lower() in plugin.told_rcpts
+                         else _rcpt(plugin, txn, rcpt, params))
+    for step in steps:
+        reply = step()
+        if reply is not None and reply.command != milter.CONTINUE:
+            return reply
+    return None
 
 
 def hook_mail(plugin, txn, sender, params):
-    from qpsmtpd_stdio import milter
-
     plugin.done = False  # an accept was for the message before this one
-
-    def step():
-        _abort(plugin)
-        plugin.in_transaction = True
-        conn = plugin.connection
-        macros = {"{mail_addr}": "" if sender.is_null else sender.address, "i": txn.id}
-        if conn.auth_user:
-            macros.update({"{auth_type}": conn.auth_mechanism or "", "{auth_authen}": conn.auth_user})
-        args = [f"{k}={v}" if v is not None else k for k, v in (params or {}).items()]
-        return _stage(plugin, milter.MAIL, milter.mail_packet(f"<{sender.address if not sender.is_null else ''}>", *args),
-                      milter.P_NOMAIL, milter.P_NR_MAIL, macros)
-    return _guard(plugin, txn, "mail", step)
+    return _guard(plugin, txn, "mail", lambda: _mail(plugin, txn, sender, params))
 
 
 def hook_rcpt(plugin, txn, rcpt, params):
-    from qpsmtpd_stdio import milter
-
-    def step():
-        args = [f"{k}={v}" if v is not None else k for k, v in (params or {}).items()]
-        return _stage(plugin, milter.RCPT, milter.rcpt_packet(f"<{rcpt.address}>", *args), milter.P_NORCPT,
-                      milter.P_NR_RCPT, {"{rcpt_addr}": rcpt.address})
-    return _guard(plugin, txn, "rcpt", step)
+    return _guard(plugin, txn, "rcpt", lambda: _rcpt(plugin, txn, rcpt, params))
 
 
 def hook_data_post(plugin, txn):
@@ -300,6 +339,9 @@ def hook_data_post(plugin, txn):
 def _message(plugin, txn):
     from qpsmtpd_stdio import milter
 
+    reply = _catch_up(plugin, txn, "data")
+    if reply is not None:
+        return reply  # a recipient refused only now: the whole message, since the client was told 250 for it
     reply = _stage(plugin, milter.DATA, milter.packet(milter.DATA), milter.P_NODATA, milter.P_NR_DATA, {"i": txn.id})
     if reply is not None and reply.command != milter.CONTINUE:
         return reply

@@ -226,3 +226,25 @@ def test_a_flood_of_changes_is_bounded(tmp_path):
     with ScriptedMilter({b"E": flood}) as m:
         r = send(scripted(tmp_path, m))
     assert r.codes[5] == 451 and not r.queued and "more than 1000 changes" in r.log_text
+
+
+def test_listed_after_rcpt_ok_it_still_hears_every_stage(tmp_path, opendkim):
+    """rcpt_ok answers OK at RCPT, so a milter listed after it never ran there: it hears of the recipients
+    before DATA (opendkim would otherwise wait for them and time out), and a refusal then covers the message."""
+    with ScriptedMilter({}) as m:
+        h = Harness(tmp_path, plugins=["relay", "rcpt_ok", f"milter scripted 127.0.0.1:{m.port}"])
+        h.config("rcpthosts", "example.test")
+        r = h.run("EHLO c.example", "MAIL FROM:<alice@example.org>", "RCPT TO:<bob@example.test>",
+                  "RCPT TO:<carol@example.test>", "DATA", "QUIT", body=MSG)
+    assert r.codes[-2] == 250, r.log_text
+    commands = [c for c, _ in m.seen]
+    assert commands.count(b"R") == 2 and commands.index(b"M") < commands.index(b"R") < commands.index(b"T")
+    h = Harness(tmp_path / "o", plugins=["relay", "rcpt_ok", f"milter opendkim 127.0.0.1:{opendkim.port} timeout 5"])
+    h.config("rcpthosts", "example.test")
+    r = send(h)
+    assert r.codes[5] == 250 and r.queued[0].data.startswith(b"DKIM-Signature: "), r.log_text
+    with ScriptedMilter({b"R": [reply(b"r")]}) as m:
+        h = Harness(tmp_path / "r", plugins=["relay", "rcpt_ok", f"milter scripted 127.0.0.1:{m.port}"])
+        h.config("rcpthosts", "example.test")
+        r = send(h)
+    assert r.codes[3:6] == [250, 354, 554] and not r.queued

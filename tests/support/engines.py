@@ -229,6 +229,10 @@ class Opendkim(Engine):
     name = "opendkim"
     package = "opendkim"
 
+    def __init__(self, directory: Path, mode: str = "sv") -> None:
+        super().__init__(directory)
+        self.mode = mode  # "s": sign only, never a DNS lookup (verifying asks the system's resolver for keys)
+
     def command(self) -> list[str]:
         d = self.directory
         self.dkim_key = d / "test.private"
@@ -238,7 +242,7 @@ class Opendkim(Engine):
         conf = d / "opendkim.conf"
         conf.write_text("".join(line + "\n" for line in [
             "Syslog no", "Background no", f"Socket inet:{self.port}@127.0.0.1", f"PidFile {d / 'opendkim.pid'}",
-            "Mode sv", "Domain example.org", "Selector test", f"KeyFile {self.dkim_key}",
+            f"Mode {self.mode}", "Domain example.org", "Selector test", f"KeyFile {self.dkim_key}",
             "Canonicalization simple/simple", f"InternalHosts {d / 'internal'}", "AlwaysAddARHeader yes",
             "AuthservID mx.example.test", "UMask 002", "RequireSafeKeys no"]))
         return [program("opendkim"), "-f", "-x", str(conf)]
