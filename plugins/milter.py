@@ -29,7 +29,8 @@ Every reply is honoured, at the stage it comes:
   continue            go on
   reject              550 at MAIL/RCPT, 554 at end of data
   tempfail            450 at MAIL/RCPT, 451 at end of data
-  reply code          the milter's own code and text (4xx or 5xx)
+  reply code          the milter's own code and text (4xx or 5xx) at HELO, MAIL
+                      and RCPT; at end of data its text with 554 or 451
   discard             250 to the client, and the message goes nowhere
   quarantine          delivered, with the transaction note milter_quarantine
                       and an X-Quarantine field (there is no hold queue)
@@ -50,7 +51,7 @@ its InternalHosts, or authenticated users):
     milter opendkim 127.0.0.1:8891 default_action accept
 """
 
-from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
+from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, DONE, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_stdio.digits import number
 
 REPLY_LIMIT = 300.0  # seconds in all for one stage's reply, however often the milter says "progress"
@@ -221,6 +222,8 @@ def _verdict(plugin, txn, stage: str, reply):
 
         lines = [unstructured(line[4:] if line[:3].isdigit() else line, 450) for line in text.replace("\r\n", "\n").split("\n")]
         plugin.log(LOGINFO, f"fail, milter {plugin.name} answered {text[:3]} at {stage}")
+        if stage in ("helo", "mail", "rcpt"):
+            return DONE, [f"{text[:3]} {lines[0]}"] + lines[1:]  # its own code; the command is refused all the same
         return (DENY if text[:1] == "5" else DENYSOFT), "\n".join(lines)
     if reply.command == milter.DISCARD:
         plugin.log(LOGINFO, f"milter {plugin.name} discards the message")

@@ -85,7 +85,7 @@ DIFFERENCES: dict[str, str] = {
              "`in.qpsmtpd --import-qpsmtpd-db karma FILE`",
     "tls": "TLS 1.2 and later only, whatever `tls_protocols` says",
     "milter": "protocol version 6 with every reply and change honoured, `unix:PATH` too; qpsmtpd's used Net::Milter "
-              "(version 2); a milter's own reply code keeps its text and enhanced code, with the stage's code",
+              "(version 2); a milter's reply code at end of data keeps its text and enhanced code, with 554 or 451",
     "hosts_allow": "the `hosts_allow` file works in every mode, with IPv6 too; the per-address count only under "
                    "qpsmtpd-forkserver and qpsmtpd-prefork (under a superserver, its own per-source limit)",
 }

@@ -113,7 +113,8 @@ def scripted(tmp_path, m, extra=""):
     (b"M", reply(b"r"), [220, 250, 550, 503, 503, 221]),
     (b"M", reply(b"t"), [220, 250, 450, 503, 503, 221]),
     (b"R", reply(b"r"), [220, 250, 250, 550, 503, 221]),
-    (b"R", reply(b"y", b"551 5.1.6 User has moved\0"), [220, 250, 250, 550, 503, 221]),
+    (b"R", reply(b"y", b"551 5.1.6 User has moved\0"), [220, 250, 250, 551, 503, 221]),
+    (b"M", reply(b"y", b"452 4.3.1 Insufficient system storage\0"), [220, 250, 452, 503, 503, 221]),
     (b"E", reply(b"r"), [220, 250, 250, 250, 354, 554, 221]),
     (b"E", reply(b"y", b"452 4.3.1 Insufficient system storage\0"), [220, 250, 250, 250, 354, 451, 221]),
     (b"C", reply(b"t"), [421]),  # tempfail at connect: the greeting says so
@@ -123,8 +124,9 @@ def test_refusals_at_each_stage(tmp_path, stage, answer, codes):
         r = send(scripted(tmp_path, m))
     assert r.codes == codes, r.log_text
     assert not r.queued
-    if answer[4:5] == b"y":  # its text and enhanced code; the reply code is the stage's of the same class
-        assert r.replies[5 if stage == b"E" else 3].text.split(" ", 1)[0] in ("5.1.6", "4.3.1")
+    if answer[4:5] == b"y":  # its code (at end of data, the stage's of the same class), enhanced code and text
+        at = {b"E": 5, b"R": 3, b"M": 2}[stage]
+        assert r.replies[at].text.split(" ", 1)[0] in ("5.1.6", "4.3.1"), r.replies[at]
 
 
 def test_header_changes_byte_for_byte(tmp_path):
