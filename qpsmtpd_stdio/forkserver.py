@@ -231,25 +231,30 @@ class Server:
     def drain(self, socks) -> int:
         for s, _ in self.listeners:
             s.close()
-        deadline = self.stopping + self.opts["shutdown_timeout"]
         self.log(6, f"stopping: {len(self.children)} session(s) running, {self.opts['shutdown_timeout']:g}s to finish")
-        while self.children and time.monotonic() < deadline:
-            self.child_exited()
-            select.select([self.wake_r], [], [], 0.2)
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGTERM)  # the session answers 421: the client keeps its message
-            except ProcessLookupError:
-                pass
-        while self.children:
-            self.child_exited()
-            time.sleep(0.05)
-        return 0
+        return finish(self.children, self.child_exited, self.wake_r, self.stopping + self.opts["shutdown_timeout"])
 
     def reexec(self) -> None:
         if settled(self.wake_r, lambda: bool(self.stopping)):
             self.log(6, "the installed code changed: starting it, with the same sockets")
             reexec(self.listeners)  # running sessions finish on the old code; the new parent does not count them
+
+
+def finish(children: dict, reap_them, wake_r: int, deadline: float) -> int:
+    """SIGTERM's end: let the running sessions (`children`, emptied by `reap_them()`) finish until `deadline`,
+    then send them SIGTERM (a session answers 421: the client keeps its message) and wait for the last."""
+    while children and time.monotonic() < deadline:
+        reap_them()
+        select.select([wake_r], [], [], 0.2)
+    for pid in list(children):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    while children:
+        reap_them()
+        time.sleep(0.05)
+    return 0
 
 
 def settled(wake_r: int, stopping) -> bool:

@@ -181,21 +181,9 @@ class Pool:
         os.close(self.stop_w)
         for s, _ in self.listeners:
             s.close()
-        deadline = self.stopping + self.opts["shutdown_timeout"]
         busy = sum(1 for slot in self.workers.values() if self.busy(slot))
         self.log(6, f"stopping: {busy} session(s) running, {self.opts['shutdown_timeout']:g}s to finish")
-        while self.workers and time.monotonic() < deadline:
-            self.reaped()
-            select.select([self.wake_r], [], [], 0.2)
-        for pid in list(self.workers):
-            try:
-                os.kill(pid, signal.SIGTERM)  # the session answers 421: the client keeps its message
-            except ProcessLookupError:
-                pass
-        while self.workers:
-            self.reaped()
-            time.sleep(0.05)
-        return 0
+        return forkserver.finish(self.workers, self.reaped, self.wake_r, self.stopping + self.opts["shutdown_timeout"])
 
 
 def main(argv: list[str] | None = None) -> int:
