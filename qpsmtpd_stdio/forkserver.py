@@ -150,19 +150,20 @@ def fingerprint() -> tuple:
     return st.st_ino, st.st_mtime_ns, os.path.realpath(sys.argv[0])
 
 
-class Server:
+class Parent:
+    """What both listening daemons' parents are: their sockets, the code they started with, a pipe that wakes
+    their loop, and the signals (SIGTERM/SIGINT: stop; SIGHUP: logged; SIGCHLD: reap)."""
+
     def __init__(self, opts: dict, listeners: list[tuple[socket.socket, bool]], log) -> None:
         self.opts, self.listeners, self.log = opts, listeners, log
-        self.children: dict[int, str] = {}  # pid -> client IP
         self.stopping = 0.0  # when SIGTERM came
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.code = fingerprint()
 
-    def child_exited(self) -> None:
-        for pid, status in reap(self.children):
-            if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in (signal.SIGTERM, signal.SIGKILL):
-                self.log(3, f"session {pid} died of signal {os.WTERMSIG(status)}")
+    def catch_signals(self) -> None:
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.signalled)
 
     def signalled(self, signum, frame) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
@@ -174,9 +175,19 @@ class Server:
         except OSError:
             pass
 
+
+class Server(Parent):
+    def __init__(self, opts: dict, listeners: list[tuple[socket.socket, bool]], log) -> None:
+        super().__init__(opts, listeners, log)
+        self.children: dict[int, str] = {}  # pid -> client IP
+
+    def child_exited(self) -> None:
+        for pid, status in reap(self.children):
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in (signal.SIGTERM, signal.SIGKILL):
+                self.log(3, f"session {pid} died of signal {os.WTERMSIG(status)}")
+
     def run(self) -> int:
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self.signalled)
+        self.catch_signals()
         socks = {s.fileno(): (s, smtps) for s, smtps in self.listeners}
         for s, _ in self.listeners:
             s.setblocking(False)

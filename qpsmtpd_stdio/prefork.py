@@ -28,7 +28,6 @@ import select
 import signal
 import socket
 import sys
-import time
 
 from . import forkserver
 
@@ -52,29 +51,15 @@ def parse_args(argv: list[str]) -> dict:
     return opts
 
 
-class Pool:
+class Pool(forkserver.Parent):
     def __init__(self, opts: dict, listeners: list[tuple[socket.socket, bool]], log) -> None:
-        self.opts, self.listeners, self.log = opts, listeners, log
+        super().__init__(opts, listeners, log)  # its wake pipe: a worker's accept, or a signal
         self.workers: dict[int, int] = {}  # pid -> slot
         self.table = mmap.mmap(-1, SLOT * opts["limit"])  # shared with every worker: who serves whom
-        self.stopping = 0.0
-        self.wake_r, self.wake_w = os.pipe()  # a worker's accept or a signal wakes the parent
         self.stop_r, self.stop_w = os.pipe()  # closed by the parent: idle workers leave
-        os.set_blocking(self.wake_w, False)
-        self.code = forkserver.fingerprint()
 
     def busy(self, slot: int) -> bool:
         return self.table[slot * SLOT] == 1
-
-    def signalled(self, signum, frame) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT) and not self.stopping:
-            self.stopping = time.monotonic()
-        elif signum == signal.SIGHUP:
-            self.log(6, "SIGHUP: nothing to reload; config and plugins are read by every connection")
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
 
     def reaped(self) -> None:
         slots = dict(self.workers)
@@ -85,8 +70,7 @@ class Pool:
                 self.log(3, f"worker {pid} died of signal {os.WTERMSIG(status)}")
 
     def run(self) -> int:
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self.signalled)
+        self.catch_signals()
         for s, _ in self.listeners:
             s.setblocking(False)
         self.log(6, "listening on " + ", ".join(f"{forkserver._name(s)}{' (smtps)' if smtps else ''}"
