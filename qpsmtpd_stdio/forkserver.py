@@ -221,6 +221,7 @@ class Server(Parent):
             from .netlist import canonical_ip
 
             ip = canonical_ip(peer[0])
+            self.child_exited()  # a session that just ended must not count: its client may be this one
             same = sum(1 for other in self.children.values() if other == ip)
             if same >= self.opts["per_ip"]:
                 self.log(6, f"refused {ip}: {same} sessions from it already (-m {self.opts['per_ip']})")

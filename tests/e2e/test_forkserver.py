@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from itertools import cycle
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,10 @@ from superserver import free_port, need
 FORKSERVER = REPO / "bin" / "qpsmtpd-forkserver"
 PREFORK = REPO / "bin" / "qpsmtpd-prefork"
 MSG = "From: a@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
+# All of 127/8 is this host. The servers run with -m 2, and a session counts until the parent reaps it,
+# after its client has seen 221: so sequential sessions each come from their own address, as do the probes.
+_SOURCES = cycle(f"127.0.0.{n}" for n in range(10, 250))
+PROBE = "127.0.0.254"
 
 
 class Forkserver:
@@ -44,7 +49,7 @@ class Forkserver:
 
     def listening(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), 1) as sock:
+            with socket.create_connection(("127.0.0.1", self.port), 1, source_address=(PROBE, 0)) as sock:
                 sock.settimeout(5)
                 return sock.recv(100).startswith(b"220")
         except OSError:
@@ -65,14 +70,14 @@ class Forkserver:
             self.log.close()
 
 
-def send(port: int, rcpt: str = "bob@example.test", body: str = MSG) -> dict:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+def send(port: int, rcpt: str = "bob@example.test", body: str = MSG, source: str | None = None) -> dict:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source or next(_SOURCES), 0)) as client:
         return client.sendmail("a@example.org", [rcpt], body)
 
 
-def greeting(port: int, timeout: float = 10, source: str = "127.0.0.1") -> socket.socket:
-    """A connection from `source` (all of 127/8 is this host: a client of its own, apart from the probes)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout, source_address=(source, 0))
+def greeting(port: int, timeout: float = 10, source: str | None = None) -> socket.socket:
+    """A connection from `source`, or from an address of its own."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout, source_address=(source or next(_SOURCES), 0))
     sock.settimeout(timeout)
     return sock
 
@@ -200,6 +205,28 @@ def test_per_client_limit_refuses_and_total_limit_waits(smtp, program):
         waiting.close()
     finally:
         s2.stop()
+
+
+def test_a_session_that_has_ended_does_not_count_against_its_client(smtp):
+    """Regression: a client's next connection can reach the parent before the parent has reaped the session
+    that served its last one. With -m 1 it was refused: the dead session still counted."""
+    s = Forkserver(smtp, "-c", "4", "-m", "1", "--shutdown-timeout", "5")
+    try:
+        first = greeting(s.port, source="127.0.0.2")
+        assert first.recv(100).startswith(b"220")
+        os.kill(s.proc.pid, signal.SIGSTOP)  # the parent sleeps in select(); its children run on
+        try:
+            first.sendall(b"QUIT\r\n")
+            assert first.recv(100).startswith(b"221")
+            first.close()
+            until(lambda: children(s.proc.pid, "Z") == 1, "the session has exited, not yet reaped")
+            second = greeting(s.port, source="127.0.0.2")  # queued by the kernel until the parent wakes
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        with second:
+            assert second.recv(100).startswith(b"220"), s.output()
+    finally:
+        s.stop()
 
 
 def test_hosts_allow_gets_the_count_from_the_parent(smtp, server):
@@ -344,6 +371,11 @@ def test_shipped_units_verify(tmp_path, mode):
 
 def workers(pid: int) -> int:
     """How many processes `pid` has now."""
+    return children(pid)
+
+
+def children(pid: int, state: str | None = None) -> int:
+    """How many child processes `pid` has now (in `state`, as /proc names it: Z for exited, not reaped)."""
     count = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -351,7 +383,8 @@ def workers(pid: int) -> int:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) == pid and state in (None, fields[0]):
                 count += 1
     return count
 
