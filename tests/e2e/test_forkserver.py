@@ -362,11 +362,34 @@ def test_shipped_units_verify(tmp_path, mode):
     units = tmp_path / "units"
     units.mkdir()
     for name in (f"qpsmtpd-{mode}.socket", f"qpsmtpd-{mode}.service"):
-        text = (REPO / "systemd" / name).read_text().replace(f"/usr/local/bin/qpsmtpd-{mode}", str(REPO / "bin" / f"qpsmtpd-{mode}"))
+        text = (REPO / "systemd" / name).read_text()
+        for program in (f"qpsmtpd-{mode}", "in.qpsmtpd"):
+            text = text.replace(f"/usr/local/bin/{program}", str(REPO / "bin" / program))
         (units / name).write_text(text)
     done = subprocess.run(["systemd-analyze", "verify", "--man=no", *(p.name for p in units.iterdir())],
                           capture_output=True, text=True, cwd=units, timeout=60)
     assert done.returncode == 0 and f"qpsmtpd-{mode}" not in done.stdout + done.stderr, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("mode", ["forkserver", "prefork"])
+def test_reload_runs_check_in_the_units_environment(smtp, mode):
+    """`systemctl reload` runs the unit's ExecReload= lines with its Environment=: here by hand, the same way."""
+    unit = (REPO / "systemd" / f"qpsmtpd-{mode}.service").read_text().splitlines()
+    reload = [line.partition("=")[2].split() for line in unit if line.startswith("ExecReload=")]
+    env = dict(line.partition("=")[2].split("=", 1) for line in unit if line.startswith("Environment="))
+    assert reload == [["/usr/local/bin/in.qpsmtpd", "--check"]] and env == {"QPSMTPD_CONFIG": "/etc/qpsmtpd"}
+
+    def run() -> subprocess.CompletedProcess:
+        argv = [sys.executable, str(REPO / "bin" / "in.qpsmtpd"), *reload[0][1:]]
+        return subprocess.run(argv, env={**os.environ, "QPSMTPD_CONFIG": str(smtp.dir)}, capture_output=True,
+                              text=True, timeout=60)
+
+    smtp.plugins("relay", "rcpt_ok", f"queue/maildir {smtp.maildir}")
+    done = run()
+    assert done.returncode == 0 and f"ok: {smtp.dir}" in done.stdout, done.stdout + done.stderr
+    smtp.plugins("relay", "rcpt_ok")  # an edit that would answer 451 to every message: the reload fails
+    done = run()
+    assert done.returncode == 1 and "no plugin has a queue hook" in done.stdout, done.stdout + done.stderr
 
 
 def workers(pid: int) -> int:
