@@ -392,11 +392,6 @@ def test_reload_runs_check_in_the_units_environment(smtp, mode):
     assert done.returncode == 1 and "no plugin has a queue hook" in done.stdout, done.stdout + done.stderr
 
 
-def workers(pid: int) -> int:
-    """How many processes `pid` has now."""
-    return children(pid)
-
-
 def children(pid: int, state: str | None = None) -> int:
     """How many child processes `pid` has now (in `state`, as /proc names it: Z for exited, not reaped)."""
     count = 0
@@ -422,17 +417,17 @@ def until(condition, what: str, seconds: float = 20) -> None:
 def test_prefork_pool_grows_to_its_limit_and_shrinks_back(smtp):
     s = Forkserver(smtp, "--children", "4", "--idle-children", "2", program=PREFORK)
     try:
-        until(lambda: workers(s.proc.pid) == 2, "two idle workers at start")
+        until(lambda: children(s.proc.pid) == 2, "two idle workers at start")
         held = [greeting(s.port) for _ in range(3)]
         for sock in held:
             assert sock.recv(100).startswith(b"220")
-        until(lambda: workers(s.proc.pid) == 4, "three busy and one idle: the limit, not five")
+        until(lambda: children(s.proc.pid) == 4, "three busy and one idle: the limit, not five")
         assert send(s.port) == {}  # the idle worker serves it and exits; its successor keeps the pool at 4
-        until(lambda: workers(s.proc.pid) == 4, "a successor for the worker that served")
+        until(lambda: children(s.proc.pid) == 4, "a successor for the worker that served")
         for sock in held:
             sock.sendall(b"QUIT\r\n")
             sock.close()
-        until(lambda: workers(s.proc.pid) == 2, "back to two idle workers")
+        until(lambda: children(s.proc.pid) == 2, "back to two idle workers")
         assert len(smtp.messages()) == 1 and s.proc.poll() is None
     finally:
         assert s.stop() == 0, s.output()
