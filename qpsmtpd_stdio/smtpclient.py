@@ -17,7 +17,9 @@ the body was on its way.
 
 from __future__ import annotations
 
-import socket
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 from .digits import number
 from .esmtp import encode_xtext
@@ -172,6 +174,8 @@ class Client:
 
     @classmethod
     def connect(cls, address: tuple, timeout: float, lmtp: bool = False) -> "Client":
+        import socket  # here: a session that never reaches the downstream does not pay for socket.py
+
         host, port = address
         try:
             if host == "unix":
@@ -296,6 +300,6 @@ class Client:
 
 
 def _describe(exc: OSError) -> str:
-    if isinstance(exc, TimeoutError) or isinstance(exc, socket.timeout):
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
         return "timed out"
     return exc.strerror or str(exc) or type(exc).__name__

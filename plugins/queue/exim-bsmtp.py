@@ -21,10 +21,11 @@ runs.
 Example config/plugins line:
 
     queue/exim-bsmtp exim_path /usr/sbin/rsmtp
+
+Imports at load: none beyond the core.
 """
 
 import os
-import socket
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK
 from qpsmtpd_stdio.replies import reply_code
@@ -60,7 +61,7 @@ def hook_queue(plugin, txn):
     if not txn.recipients or any(c < " " or c == "\x7f" for a in addresses for c in a):
         plugin.log(LOGERROR, f"refusing to queue {txn.id}: no recipient, or a control octet in the envelope")
         return DENYSOFT, "Unable to queue message (bad envelope)"
-    me = (plugin.config("me") or [socket.gethostname()])[0]
+    me = (plugin.config("me") or [os.uname().nodename])[0]
     try:
         done = run([plugin.exim, "-bS"], batch(txn, me), plugin.timeout)
     except OSError as exc:

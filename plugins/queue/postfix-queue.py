@@ -23,10 +23,11 @@ group to reach public/cleanup.
 Example config/plugins line:
 
     queue/postfix-queue /var/spool/postfix/public/cleanup
+
+Imports at load: none beyond the core.
 """
 
 import os
-import socket
 import time
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK
@@ -85,6 +86,8 @@ def _until_nul(stream):
 
 
 def connect(target, timeout):
+    import socket  # here: a session refused before its message does not pay for socket.py
+
     if target.startswith("/"):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
