@@ -25,6 +25,8 @@ not checked. Replies: "I do not believe you are NAME." for a listed name,
 Example config/plugins line:
 
     badhelo
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG

@@ -32,6 +32,8 @@ not checked, as in qpsmtpd.
 Example config/plugins line:
 
     badmailfrom reject 1
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG

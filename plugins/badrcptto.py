@@ -30,6 +30,8 @@ List it before rcpt_ok, which accepts and ends the rcpt hook.
 Example config/plugins line:
 
     badrcptto
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG

@@ -16,6 +16,8 @@ Spam sent as fake bounces fails one or the other.
 Example config/plugins line:
 
     bogus_bounce deny
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO

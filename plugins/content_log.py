@@ -18,6 +18,8 @@ keep the directory private.
 Example config/plugins line (before the queue plugin):
 
     content_log
+
+Imports at load: none beyond the core.
 """
 
 import os

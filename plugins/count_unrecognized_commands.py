@@ -16,6 +16,8 @@ the connection note `unrec_cmd_count`), across transactions.
 Example config/plugins line:
 
     count_unrecognized_commands 4
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN

@@ -42,6 +42,8 @@ Example config/plugins line (before dmarc, and before spamassassin, which
 may remove X-Spam-* fields that a signature covers):
 
     dkim reject 0
+
+Imports at load: qpsmtpd_stdio.authresults, qpsmtpd_stdio.dmarcpolicy, qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, LOGWARN, dns

@@ -39,6 +39,8 @@ Config files: me-auth-results, me.
 Example config/plugins line:
 
     dmarc reject 1 quarantine accept
+
+Imports at load: qpsmtpd_stdio.authresults, qpsmtpd_stdio.dmarcpolicy, qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns

@@ -37,6 +37,8 @@ else temporary, 450).
 Example config/plugins line (after relay, before rcpt_ok):
 
     dnsbl reject_type disconnect
+
+Imports at load: qpsmtpd_stdio.dns, qpsmtpd_stdio.dnslist, qpsmtpd_stdio.dnswire.
 """
 
 import os

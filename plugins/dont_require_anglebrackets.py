@@ -15,6 +15,8 @@ LOGINFO.
 Example config/plugins line (before the plugins that check senders):
 
     dont_require_anglebrackets
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, OK

@@ -21,6 +21,8 @@ An SMTP client must wait for the 220 greeting before it speaks (RFC 5321
 Example config/plugins line:
 
     earlytalker wait 1 reject 1
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, LOGINFO

@@ -32,6 +32,8 @@ tcpserver gave none (so the Received header shows it); and the message gets
 Example config/plugins line:
 
     fcrdns
+
+Imports at load: qpsmtpd_stdio.authresults, qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGINFO, dns

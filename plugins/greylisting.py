@@ -41,6 +41,8 @@ qpsmtpd's per_recipient, p0f, geoip and nfslock options are not supported.
 Example config/plugins line (after relay, before rcpt_ok):
 
     greylisting black_timeout 600 sender 1
+
+Imports at load: none beyond the core.
 """
 
 import time

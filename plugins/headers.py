@@ -28,6 +28,8 @@ the reply names what is wrong.
 Example config/plugins line:
 
     headers reject 1 reject_type temp require From,Date future 2 past 15
+
+Imports at load: none beyond the core.
 """
 
 import time

@@ -24,6 +24,8 @@ Relay clients are not checked. `X-HELO: NAME` is appended after the data.
 Example config/plugins line:
 
     helo policy rfc reject 1
+
+Imports at load: qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGDEBUG, LOGINFO, dns

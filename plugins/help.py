@@ -18,6 +18,8 @@ characters.
 Example config/plugins line:
 
     help help_dir /etc/qpsmtpd/help
+
+Imports at load: none beyond the core.
 """
 
 import os

@@ -31,6 +31,8 @@ superserver there is no count, and only the file applies: use xinetd's
 Example config/plugins line (after karma, if karma is used):
 
     hosts_allow
+
+Imports at load: none beyond the core.
 """
 
 import os

@@ -29,6 +29,8 @@ lapses; if the store cannot be used, nothing is refused.
 Example config/plugins line (first, so later checks are skipped):
 
     karma penalty_days 1 reject naughty
+
+Imports at load: none beyond the core.
 """
 
 import time

@@ -15,6 +15,8 @@ Config files: none.
 Example config/plugins line:
 
     loadcheck max_load 10
+
+Imports at load: none beyond the core.
 """
 
 import os

@@ -16,6 +16,8 @@ until it hits the limit.
 Example config/plugins line:
 
     loop 100
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, LOGWARN

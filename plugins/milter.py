@@ -49,6 +49,8 @@ Example config/plugins line (opendkim, signing mail of relay clients listed in
 its InternalHosts, or authenticated users):
 
     milter opendkim 127.0.0.1:8891 default_action accept
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, DONE, LOGERROR, LOGINFO, LOGWARN, OK

@@ -25,6 +25,8 @@ Config files: none.
 Example config/plugins line (after the plugins that mark, before rcpt_ok):
 
     naughty reject rcpt reject_type disconnect
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN

@@ -11,6 +11,8 @@ again. List it early, so that its other hooks see every command.
 Example config/plugins line:
 
     noop_counter 5
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY_DISCONNECT, LOGWARN

@@ -12,6 +12,8 @@ says nothing within 2 seconds, a fixed line is used instead.
 Example config/plugins line:
 
     quit_fortune
+
+Imports at load: subprocess.
 """
 
 import os

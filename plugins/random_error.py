@@ -15,6 +15,8 @@ every client retries.
 Example config/plugins line:
 
     random_error 5
+
+Imports at load: random.
 """
 
 import random

@@ -19,6 +19,8 @@ for the domain (me, rcpthosts, morercpthosts), so a map cannot open a relay.
 Example config/plugins line (before rcpt_ok):
 
     rcpt_map domain example.org file map_example_org default DENY=No_such_user_here
+
+Imports at load: none beyond the core.
 """
 
 import os

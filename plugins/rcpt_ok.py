@@ -26,6 +26,8 @@ List it as the LAST rcpt plugin: it accepts, so plugins after it never run.
 Example config/plugins line:
 
     rcpt_ok
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DENY, DENYSOFT, OK

@@ -19,6 +19,8 @@ every address not listed before it.
 Example config/plugins line (before rcpt_ok):
 
     rcpt_regexp
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGWARN, OK

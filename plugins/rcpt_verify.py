@@ -32,6 +32,8 @@ left alone.
 Example config/plugins line:
 
     rcpt_verify lmtp:unix:/var/run/dovecot/lmtp negative_ttl 600
+
+Imports at load: qpsmtpd_stdio.smtpclient.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN

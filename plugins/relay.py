@@ -25,6 +25,8 @@ relay client. A relay client's RCPT is accepted for any domain.
 Example config/plugins line (before rcpt_ok):
 
     relay
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, OK

@@ -36,6 +36,8 @@ Config files:
 Example config/plugins line:
 
     resolvable_fromhost reject_type perm
+
+Imports at load: qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENY_DISCONNECT, DENYSOFT, LOGINFO, LOGWARN, dns

@@ -26,6 +26,8 @@ Config files:
 Example config/plugins line:
 
     rhsbl
+
+Imports at load: qpsmtpd_stdio.dns, qpsmtpd_stdio.dnslist, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGINFO, LOGWARN, dns

@@ -46,6 +46,8 @@ karma by 1. Naughty connections are not scanned.
 Example config/plugins line:
 
     rspamd 127.0.0.1:11333 timeout 20 defer_on_error 1
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN

@@ -33,6 +33,8 @@ Config files: spfbehavior (the default `reject` level), me (the receiver).
 Example config/plugins line:
 
     sender_permitted_from reject 3
+
+Imports at load: qpsmtpd_stdio.authresults, qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire, qpsmtpd_stdio.spf.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns

@@ -38,6 +38,8 @@ connections are not scored.
 Example config/plugins line:
 
     spamassassin reject 12 munge_subject_threshold 5 spamd_socket /run/spamd.sock
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENYSOFT, LOGERROR, LOGINFO

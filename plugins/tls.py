@@ -36,6 +36,8 @@ The ssl module is imported only when TLS starts, not at every connection.
 
 Example config/plugins line (first in the list):
   tls /etc/ssl/certs/mail.example.org.pem /etc/ssl/private/mail.example.org.key
+
+Imports at load: none beyond the core.
 """
 
 import os

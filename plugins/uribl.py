@@ -29,6 +29,8 @@ connection's dns_budget. Relay clients and whitelisted senders are not checked.
 Example config/plugins line (after the other data_post checks):
 
     uribl action deny
+
+Imports at load: qpsmtpd_stdio.dns, qpsmtpd_stdio.dnswire.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGINFO, LOGWARN, dns

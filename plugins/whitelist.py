@@ -27,6 +27,8 @@ List it early, before the checks it should let clients past.
 Example config/plugins line:
 
     whitelist
+
+Imports at load: none beyond the core.
 """
 
 import os

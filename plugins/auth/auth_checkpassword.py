@@ -24,6 +24,8 @@ offered through it.
 
 Example config/plugins line:
   auth/auth_checkpassword checkpw /usr/local/vpopmail/bin/vchkpw true /bin/true
+
+Imports at load: none beyond the core.
 """
 
 import os

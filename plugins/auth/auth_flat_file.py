@@ -16,6 +16,8 @@ constant time.
 
 Example config/plugins line:
   auth/auth_flat_file
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, OK

@@ -26,6 +26,8 @@ never authenticated anyone.)
 
 Example config/plugins line:
   auth/auth_ldap_bind ldap_base ou=people,dc=example,dc=org
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, OK

@@ -9,6 +9,8 @@ real auth plugin it changes nothing. Not for production.
 
 Example config/plugins line:
   auth/authdeny
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, LOGWARN

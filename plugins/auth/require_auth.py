@@ -23,6 +23,8 @@ submission profile (port 587, TLS before AUTH, sender_login on).
 
 Example config/plugins line (before rcpt_ok):
   auth/require_auth sender_login 1
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DONE, LOGINFO

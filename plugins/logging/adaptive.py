@@ -17,6 +17,8 @@ the `accept` lines again on every RSET.)
 Example config/logging line:
 
     logging/adaptive accept LOGINFO reject LOGWARN
+
+Imports at load: none beyond the core.
 """
 
 import os

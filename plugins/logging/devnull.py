@@ -10,6 +10,8 @@ reaches stderr or syslog. (`loglevel 0` keeps only emergencies instead.)
 Example config/logging line:
 
     logging/devnull
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import OK

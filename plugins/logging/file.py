@@ -31,6 +31,8 @@ show them.) The file cannot be opened: one error goes to the default log
 Example config/logging line:
 
     logging/file loglevel LOGINFO /var/log/qpsmtpd-stdio.log
+
+Imports at load: none beyond the core.
 """
 
 import os

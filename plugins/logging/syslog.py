@@ -21,6 +21,8 @@ If no syslog daemon listens, the lines are lost silently.
 Example config/logging line:
 
     logging/syslog loglevel LOGINFO facility mail
+
+Imports at load: syslog.
 """
 
 import syslog

@@ -15,6 +15,8 @@ logging/file instead).
 Example config/logging line:
 
     logging/warn LOGINFO
+
+Imports at load: none beyond the core.
 """
 
 import os

@@ -42,6 +42,8 @@ without it: 553 5.6.7 (RFC 6531 3.7.5), nothing delivered.
 Example config/plugins line:
 
     queue/lmtp unix:/var/run/dovecot/lmtp
+
+Imports at load: qpsmtpd_stdio.smtpclient.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGWARN, OK

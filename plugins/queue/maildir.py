@@ -31,6 +31,8 @@ The reply is `250 Queued! <Message-Id>`.
 Example config/plugins line:
 
     queue/maildir /var/mail/Maildir
+
+Imports at load: none beyond the core.
 """
 
 import os

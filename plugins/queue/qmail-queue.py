@@ -30,6 +30,8 @@ exit status, as qmail-queue(8) and qmail-smtpd document it:
 Example config/plugins line:
 
     queue/qmail-queue /var/qmail/bin/qmail-queue
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK

@@ -30,6 +30,8 @@ Its exit status (sysexits.h):
 Example config/plugins line:
 
     queue/sendmail /usr/sbin/sendmail
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGWARN, OK

@@ -32,6 +32,8 @@ never retried elsewhere and never answered 5xx: 451.
 Example config/plugins line:
 
     queue/smtp-forward 10.2.2.2 9025
+
+Imports at load: qpsmtpd_stdio.smtpclient.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DONE, LOGERROR, LOGINFO, LOGWARN, OK

@@ -31,6 +31,8 @@ Connections already marked naughty are not scanned (they will be refused).
 Example config/plugins line:
 
     virus/clamdscan clamd_port 3310 deny_viruses yes
+
+Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, DENYSOFT, LOGERROR, LOGINFO, LOGNOTICE
