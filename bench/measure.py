@@ -144,6 +144,15 @@ class Bench(Setup):
         """(6): sessions/s by deployment mode (bench/daemons.py)."""
         measure_daemons(self)
 
+    def plugin_loads(self) -> None:
+        """(1f): what loading each shipped plugin imports and costs, against its docstring (bench/plugincost.py)."""
+        from plugincost import report
+
+        lines, bad = report(1 if self.opts.quick else 5, self.py)
+        self.results["plugin_loads"] = {"lines": lines, "differ": bad}
+        if bad:
+            self.notes.append(f"(1f) {bad} plugin docstring(s) name other imports at load than were measured: MISSED.")
+
     def mx(self) -> None:
         """(e): the MX set, when asked for (bench/mxset.py)."""
         if "e" in self.sets:
@@ -369,7 +378,7 @@ class Bench(Setup):
             self.build_configs()
             if "c" in self.sets and "latency" not in self.opts.skip:
                 self.setup_dns()
-            steps = [("latency", self.latency), ("mx", self.mx), ("messages", self.messages), ("shapes", self.shapes),
+            steps = [("latency", self.latency), ("mx", self.mx), ("plugins", self.plugin_loads), ("messages", self.messages), ("shapes", self.shapes),
                      ("xinetd", self.xinetd), ("daemons", self.daemons), ("profiles", self.profiles)]
             for name, fn in steps:
                 if name in self.opts.skip:

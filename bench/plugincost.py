@@ -140,31 +140,37 @@ def stated(path: Path) -> list[str] | None:
     return sorted(word.strip() for word in text.split(",") if word.strip())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
+def report(rounds: int = 5, python: str = sys.executable) -> tuple[list[str], int]:
+    """The markdown table of every shipped plugin's load, and how many docstrings differ from the measurement."""
     files = plugin_files()
     samples: dict[Path, list[float]] = {p: [] for p in files}
     modules: dict[Path, list[str]] = {}
-    for _ in range(args.rounds):  # round-robin, so drift spreads over every plugin alike
+    for _ in range(rounds):  # round-robin, so drift spreads over every plugin alike
         for path in files:
-            modules[path], seconds = measure(path)
+            modules[path], seconds = measure(path, python=python)
             samples[path].append(seconds * 1000)
     bad = 0
-    print(f"| plugin | imports at load (measured) | docstring | load ms median (min-max), {args.rounds} rounds |")
-    print("|---|---|---|---|")
+    out = [f"| plugin | imports at load (measured) | docstring | load CPU ms median (min-max), {rounds} rounds |",
+           "|---|---|---|---|"]
     for path in files:
-        want = stated(path)
-        got = modules[path]
+        want, got = stated(path), modules[path]
         verdict = "agrees" if want == got else ("**missing**" if want is None else f"**says {', '.join(want) or 'none'}**")
         bad += want != got
         ms = samples[path]
-        name = plugin_name(path)
-        print(f"| {name} | {', '.join(got) or 'none beyond the core'} | {verdict} | "
-              f"{statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f}) |")
-    print(f"\nPython {sys.version.split()[0]}, load average {os.getloadavg()[0]:.2f}; "
-          f"{bad} docstring(s) differ from what was measured.")
+        out.append(f"| {plugin_name(path)} | {', '.join(got) or 'none beyond the core'} | {verdict} | "
+                   f"{statistics.median(ms):.2f} ({min(ms):.2f}-{max(ms):.2f}) |")
+    out += ["", f"{python} (Python {sys.version.split()[0]}), load average {os.getloadavg()[0]:.2f} at the end; "
+                f"{bad} docstring(s) differ from what was measured."]
+    return out, bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--python", default=sys.executable, help="the interpreter of the install to measure")
+    args = ap.parse_args()
+    lines, bad = report(args.rounds, args.python)
+    print("\n".join(lines))
     return 1 if bad else 0
 
 

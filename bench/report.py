@@ -324,6 +324,9 @@ def render(b: Bench) -> str:
     out.append("")
 
     out += render_mx(R, fmt, cpu_ratio)
+    out += ["## 1f. Each plugin's load: what it imports beyond the core, and its CPU (bench/plugincost.py)", ""]
+    out += R["plugin_loads"]["lines"] if R.get("plugin_loads") else ["Not measured in this run (see the notes)."]
+    out.append("")
 
     out.append("## 2–3. Big messages: DATA throughput (MiB/s) and peak RSS (MB), into queue/maildir, (b) plugin set")
     out.append("")

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-1g", action="store_true", help="skip the 1 GiB message")
     ap.add_argument("--sizes", default="", help="message sizes in MiB for (2)-(3), comma-separated (default 1,100,1024; quick 1,10)")
     ap.add_argument("--no-plot", action="store_true")
-    ap.add_argument("--skip", action="append", default=[], choices=("latency", "mx", "messages", "shapes", "xinetd", "daemons", "profiles"))
+    ap.add_argument("--skip", action="append", default=[], choices=("latency", "mx", "plugins", "messages", "shapes", "xinetd", "daemons", "profiles"))
     ap.add_argument("--sets", default="", help="session-latency rows to measure, comma-separated from a,b,c,d,e "
                     "(default all; c also measures (b) with one recipient, its baseline)")
     ap.add_argument("--keep-work", action="store_true", help="keep the scratch dir (configs, logs, maildirs)")
