@@ -6,8 +6,10 @@ Config files: none.
 
 QUIT from a client that greeted with HELO (not EHLO, so a person at a
 telnet prompt, not a mailer) gets `fortune -s` after the 221 line, each line
-indented. The program is Debian's `fortune-mod`; if it is not there, or
-says nothing within 2 seconds, a fixed line is used instead.
+indented. The program is Debian's `fortune-mod`, with `fortunes-min` or
+another fortune database (only recommended by the package); if it is not
+there, finds no fortunes, or says nothing within 2 seconds, a fixed line is
+used instead.
 
 Example config/plugins line:
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -19,6 +20,14 @@ def harness(tmp_path, *plugins):
 
 
 # quit_fortune -----------------------------------------------------------------------------------------
+@pytest.mark.skipif(not os.access(FORTUNE, os.X_OK), reason="fortune is not installed (Debian package fortune-mod)")
+def test_fortune_has_a_database():
+    # fortune-mod only recommends its data; without it, `fortune -s` says "No fortunes found" and the plugin
+    # (rightly) falls back, which would make the next test's failure look like the plugin's.
+    done = subprocess.run([FORTUNE, "-s"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
+
+
 @pytest.mark.skipif(not os.access(FORTUNE, os.X_OK), reason="fortune is not installed (Debian package fortune-mod)")
 def test_quit_fortune_for_helo_clients_only(tmp_path):
     h = harness(tmp_path, "quit_fortune")
