@@ -214,6 +214,8 @@ def test_a_session_that_has_ended_does_not_count_against_its_client(smtp):
     try:
         first = greeting(s.port, source="127.0.0.2")
         assert first.recv(100).startswith(b"220")
+        # the probe that saw the server listening had a session too: it must be reaped before the stop
+        until(lambda: children(s.proc.pid) == 1, "only the first client's session")
         os.kill(s.proc.pid, signal.SIGSTOP)  # the parent sleeps in select(); its children run on
         try:
             first.sendall(b"QUIT\r\n")
