@@ -28,26 +28,39 @@ class Incoming:
 
     def __init__(self, config, databytes: int, bare_newline: str = "reject") -> None:
         spool_dir = config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
-        self.spool = Spool(spool_dir, config.get_int("size_threshold"))
+        self.spool = Spool(spool_dir, config.get_int("size_threshold"), lf=True)
         self.databytes = databytes
         self.normalize = bare_newline == "normalize"
+        self.keep_bare_cr = bare_newline == "keep"
+        self.keep_bare_lf = bare_newline != "reject"
+        self.doomed = False  # a bare CR or LF the policy refuses arrived: check() refuses, so nothing more is stored
+        self.dropped = 0
         self._cr_open = False  # the last octets written ended in CR
         self.too_big = False
         self.failed = False  # a spool write failed (disk full): this message gets 451, the session goes on
 
-    def write(self, data: bytes, log, bare_lf: bool = False) -> None:
-        """Spool `data`; with bare_newline normalize, a bare LF in it (`bare_lf`) becomes CRLF first."""
+    def write(self, data: bytes, log, bare_lf: bool = False, bare_cr: bool = True) -> None:
+        """Spool `data`; with bare_newline normalize, a bare LF in it (`bare_lf`) becomes CRLF first.
+
+        `bare_lf`/`bare_cr` are the protocol's DataStats for this chunk: the spool's form depends on them.
+        """
         if self.too_big or self.failed:
             return
-        if self.normalize and bare_lf:
+        if bare_cr and not self.keep_bare_cr or bare_lf and not self.keep_bare_lf:
+            self.doomed = True
+        if self.normalize and bare_lf and not self.doomed:
             mended = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             data = mended[1:] if self._cr_open and data[:1] == b"\n" else mended  # BDAT split that CRLF
+            bare_lf = False
         self._cr_open = data[-1:] == b"\r"
-        if self.databytes and self.spool.size + len(data) > self.databytes:
+        if self.databytes and self.spool.crlf_size + self.dropped + len(data) > self.databytes:
             self.too_big = True  # keep reading to the end, store nothing more
             return
+        if self.doomed:
+            self.dropped += len(data)  # still counted: a message too big as well gets 552, as before
+            return
         try:
-            self.spool.write(data)
+            self.spool.write(data, bare_lf, bare_cr)
         except OSError as exc:
             log(LOGERROR, f"spool error: {exc}; the message will get 451")
             self.failed = True
@@ -70,14 +83,18 @@ class Incoming:
             return Reply(554, "Message contains a NUL character", "5.6.0")
         if max_line and stats.long_line:
             return Reply(554, f"Message has a line over {max_line} octets (RFC 5321 4.5.3.1.6)", "5.6.0")
+        self.spool.finish()
         max_size = config.get_int("max_header_size")
         head = self.spool.pread(max_size + 2, 0)
+        if self.spool.lf:
+            head = head.replace(b"\n", b"\r\n")[:max_size + 2]
         try:
             block, offset = split_header_block(head, max_size, config.get_int("max_header_lines"))
         except HeaderLimit as exc:
             return Reply(552, f"Message header is too large: {exc}", "5.3.4")
         txn.header = Headers.parse(block) if block else Headers()
-        txn._spool, txn._body_offset, txn.data_size = self.spool, offset, self.spool.size
+        stored = offset - head.count(b"\n", 0, offset) if self.spool.lf else offset  # each LF stood for a CRLF
+        txn.attach(self.spool, stored, offset)
         return None
 
     def close(self) -> None:

@@ -228,13 +228,15 @@ class AuthResponse:
 
 
 class MessageData:
-    """Dot-unstuffed message octets, in order; `bare_lf`: they hold an LF without its CR."""
+    """Dot-unstuffed message octets, in order; `bare_lf`: they hold an LF without its CR, `bare_cr` a CR
+    without its LF (a CR that ends them is decided by the next ones)."""
 
-    __slots__ = ("data", "bare_lf")
+    __slots__ = ("data", "bare_lf", "bare_cr")
 
-    def __init__(self, data: bytes, bare_lf: bool = False) -> None:
+    def __init__(self, data: bytes, bare_lf: bool = False, bare_cr: bool = False) -> None:
         self.data = data
         self.bare_lf = bare_lf
+        self.bare_cr = bare_cr
 
 
 class EndOfMessage:
@@ -393,16 +395,18 @@ class ServerConnection:
                 event = self._chunk_end
                 if isinstance(event, EndOfChunk):
                     if data:
-                        self._stats.add(data, self.max_line_length)
-                        return MessageData(data, self._stats.chunk_bare_lf)  # the end comes with the next call
+                        return self._message_data(data)  # the end comes with the next call
                     if event.last:
                         self._stats.finish()
                 return self._expect(event)
             if data and isinstance(self._chunk_end, EndOfChunk):
-                self._stats.add(data, self.max_line_length)
-                return MessageData(data, self._stats.chunk_bare_lf)
+                return self._message_data(data)
             if not data:
                 return ConnectionClosed(True) if self._eof else NEED_DATA
+
+    def _message_data(self, data: bytes) -> MessageData:
+        self._stats.add(data, self.max_line_length)
+        return MessageData(data, self._stats.chunk_bare_lf, self._stats.chunk_bare_cr)
 
     def _next_data_event(self) -> object:
         if self._message_ended:
@@ -412,8 +416,7 @@ class ServerConnection:
         if ended:
             self._message_ended = True
         if data:
-            self._stats.add(data, self.max_line_length)
-            return MessageData(data, self._stats.chunk_bare_lf)
+            return self._message_data(data)
         if ended:
             return self._next_data_event()
         return ConnectionClosed(True) if self._eof else NEED_DATA

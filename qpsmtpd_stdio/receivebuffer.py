@@ -32,12 +32,14 @@ _LF = 0x0A
 class DataStats:
     """What the scanner saw in one message; the session turns it into a verdict."""
 
-    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "long_line", "chunk_bare_lf", "_line", "_cr_open")
+    __slots__ = ("size", "bare_lf", "bare_cr", "nul", "long_line", "chunk_bare_lf", "chunk_bare_cr", "_line",
+                 "_cr_open")
 
     def __init__(self) -> None:
         self.size = 0           # octets after dot-unstuffing
         self.bare_lf = False
         self.chunk_bare_lf = False  # the chunk add() saw last has a bare LF (bare_newline normalize mends it)
+        self.chunk_bare_cr = False  # ... or a bare CR, counting one that ended the chunk before it (the spool's form)
         self.bare_cr = False
         self.nul = False        # a NUL octet: refused, as a downstream that drops NULs would misread the lines
         self.long_line = False  # a line over the limit given to add(), counting its CR LF
@@ -52,12 +54,13 @@ class DataStats:
         self.nul = self.nul or b"\0" in chunk
         crlf = chunk.count(_CRLF)
         cr = chunk.count(b"\r")
+        self.chunk_bare_cr = False
         if self._cr_open:
             if chunk[0] == _LF:
                 crlf += 1
                 cr += 1  # the CR held back from the last chunk
             else:
-                self.bare_cr = True
+                self.bare_cr = self.chunk_bare_cr = True
         self._cr_open = chunk[-1] == _CR
         if self._cr_open:
             cr -= 1  # decided by the next chunk, or by finish()
@@ -65,7 +68,7 @@ class DataStats:
         if self.chunk_bare_lf:
             self.bare_lf = True
         if cr != crlf:
-            self.bare_cr = True
+            self.bare_cr = self.chunk_bare_cr = True
         if line_limit and not self.long_line:
             self._check_lines(chunk, line_limit)
 

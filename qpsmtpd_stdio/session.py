@@ -213,7 +213,7 @@ class Session:
                 self.extension("AUTH").response(self, event.line)
         elif isinstance(event, p.MessageData):
             if self.incoming is not None:
-                self.incoming.write(event.data, self.log, event.bare_lf)
+                self.incoming.write(event.data, self.log, event.bare_lf, event.bare_cr)
         elif isinstance(event, p.EndOfMessage):
             self.end_of_data(event.stats)
         elif isinstance(event, p.ChunkStart):

@@ -4,6 +4,13 @@ Small messages stay in memory; past `size_threshold` octets they move to an
 unnamed temp file in `spool_dir` (O_TMPFILE, or unlinked at once), so memory
 stays flat whatever the message size and nothing is left behind when the
 process dies.
+
+A spool made with `lf=True` stores each CRLF as a lone LF, the form every
+queue writes (Maildir, qmail-queue, sendmail, and the SMTP client, which
+puts the CRs back): a queue then copies the body without converting it.
+That form is exact only while no bare LF has arrived, so the first chunk
+that holds one (bare_newline keep) turns the spool back into the octets as
+received, once. `open(crlf=True)` reads CRLF line ends from either form.
 """
 
 from __future__ import annotations
@@ -15,14 +22,44 @@ CHUNK = 1 << 20
 
 
 class Spool:
-    def __init__(self, directory: str, threshold: int) -> None:
+    def __init__(self, directory: str, threshold: int, lf: bool = False) -> None:
         self.directory = directory
         self.threshold = threshold
-        self.size = 0
+        self.lf = lf            # stored with LF for CRLF (see above)
+        self.size = 0           # octets stored: the offsets of pread() and open()
+        self.crlf_size = 0      # octets with CRLF line ends: the message's size as received
         self._mem: bytearray | None = bytearray()
         self._fd: int | None = None
+        self._cr_held = False   # lf: the last chunk ended in CR; the next one says whether it was a line end
+        self._finished = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes, bare_lf: bool = True, bare_cr: bool = True) -> None:
+        """Append `data` (CRLF line ends). `bare_lf`/`bare_cr` false: the caller knows it holds none.
+
+        A CR ending a chunk counts as bare in `bare_cr` only once the next chunk shows it is (DataStats).
+        """
+        size = len(data)
+        if self.lf:
+            if bare_lf:
+                self._to_crlf()
+            else:
+                if self._cr_held:
+                    data, self._cr_held = b"\r" + data, False
+                if data[-1:] == b"\r" and not self._finished:
+                    data, self._cr_held = data[:-1], True
+                # translate is one pass of a table; replace also works when a CR stands alone
+                data = data.replace(b"\r\n", b"\n") if bare_cr else data.translate(None, b"\r")
+        self._store(data)
+        self.crlf_size += size
+
+    def finish(self) -> None:
+        """The message is complete: a CR still held was a bare one."""
+        self._finished = True
+        if self._cr_held:
+            self._cr_held = False
+            self._store(b"\r")
+
+    def _store(self, data) -> None:
         if self._mem is not None:
             self._mem += data
             if len(self._mem) > self.threshold:
@@ -30,6 +67,25 @@ class Spool:
         else:
             _write_all(self._fd, data)
         self.size += len(data)
+
+    def _to_crlf(self) -> None:
+        """Back to the octets as received: every stored LF was a CRLF, so this is exact."""
+        self.lf = False
+        held = b"\r" if self._cr_held else b""
+        self._cr_held = False
+        if self._mem is not None:
+            self._mem = bytearray(bytes(self._mem).replace(b"\n", b"\r\n") + held)
+        else:
+            old, self._fd = self._fd, _anonymous_file(self.directory)
+            offset = 0
+            try:
+                while chunk := os.pread(old, CHUNK, offset):
+                    offset += len(chunk)
+                    _write_all(self._fd, chunk.replace(b"\n", b"\r\n"))
+                _write_all(self._fd, held)
+            finally:
+                os.close(old)
+        self.size = self.crlf_size
 
     def _to_disk(self) -> None:
         self._fd = _anonymous_file(self.directory)
@@ -45,9 +101,32 @@ class Spool:
             return bytes(self._mem[offset:offset + size])
         return os.pread(self._fd, size, offset)
 
-    def open(self, offset: int = 0) -> io.BufferedReader:
-        """A new reader of the spooled bytes from `offset`; readers do not disturb one another."""
+    def open(self, offset: int = 0, crlf: bool = False) -> io.BufferedReader:
+        """A new reader of the spooled bytes from `offset`; readers do not disturb one another.
+
+        With `crlf`, line ends read as CRLF whatever the form (not seekable then, if the spool is `lf`).
+        """
+        if crlf and self.lf:
+            return io.BufferedReader(_CRLFReader(self, offset), CHUNK)
         return io.BufferedReader(_SpoolReader(self, offset), CHUNK)
+
+    def copy_to(self, fd: int, offset: int) -> None:
+        """Append the stored octets from `offset` to the file `fd`; from a spool file, the kernel copies them."""
+        if self._fd is not None and hasattr(os, "copy_file_range"):
+            while offset < self.size:
+                try:
+                    n = os.copy_file_range(self._fd, fd, self.size - offset, offset)
+                except OSError:
+                    break  # no copy_file_range between these file systems: the loop below copies the rest
+                if n == 0:
+                    break
+                offset += n
+        while offset < self.size:
+            data = self.pread(CHUNK, offset)
+            if not data:
+                raise OSError(f"the spool ends at {offset} octets, not {self.size}")
+            _write_all(fd, data)
+            offset += len(data)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -85,6 +164,28 @@ class _SpoolReader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos - self._start
+
+
+class _CRLFReader(io.RawIOBase):
+    """An `lf` spool read with CRLF line ends."""
+
+    def __init__(self, spool: Spool, offset: int) -> None:
+        self._spool = spool
+        self._pos = offset
+        self._ready = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._ready:
+            data = self._spool.pread(max(1, len(buffer) // 2), self._pos)  # at most doubles
+            self._pos += len(data)
+            self._ready = data.replace(b"\n", b"\r\n")
+        n = min(len(buffer), len(self._ready))
+        buffer[:n] = self._ready[:n]
+        self._ready = self._ready[n:]
+        return n
 
 
 def _anonymous_file(directory: str) -> int:

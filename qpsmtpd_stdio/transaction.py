@@ -37,7 +37,13 @@ class Transaction:
         self.body_type = "7BIT"
         self.auth_sender = None       # MAIL's AUTH= parameter (RFC 4954 5): "<>" unless the client authenticated
         self._spool = None
-        self._body_offset = 0
+        self._body_offset = 0       # where the body starts in the spool (its stored octets)
+        self._body_crlf_offset = 0  # ... and in the message with CRLF line ends
+
+    def attach(self, spool, body_offset: int, body_crlf_offset: int) -> None:
+        """The message has arrived: its octets are in `spool`, the body from those offsets (see spool.py)."""
+        self._spool, self._body_offset, self._body_crlf_offset = spool, body_offset, body_crlf_offset
+        self.data_size = spool.crlf_size
 
     def add_recipient(self, address) -> None:
         """Add a recipient (an Address, or `user@host` text), as qpsmtpd's add_recipient; never twice."""
@@ -78,8 +84,8 @@ class Transaction:
         data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
         if b"\0" in data:
             raise ValueError("body_write: NUL in the data")
-        self._spool.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
-        self.data_size = self._spool.size
+        self._spool.write(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), bare_lf=False)
+        self.data_size = self._spool.crlf_size
 
     def replace_body(self, data: bytes) -> None:
         """Make `data` the whole body (a milter's or a filter's rewrite): every line end CRLF, NUL refused.
@@ -91,23 +97,44 @@ class Transaction:
             raise RuntimeError("replace_body: no message yet (it works from data_post on)")
         if b"\0" in data:
             raise ValueError("replace_body: NUL in the data")
-        start = self._spool.size
-        self._spool.write(bytes(data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n"))
-        self._body_offset = start
-        self.data_size = self._spool.size
+        start, crlf_start = self._spool.size, self._spool.crlf_size
+        mended = bytes(data).replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        self._spool.write(mended, bare_lf=False, bare_cr=False)
+        self._body_offset, self._body_crlf_offset = start, crlf_start
+        self.data_size = self._spool.crlf_size
 
     def body_stream(self):
         """The message body (after the header block) as a binary file object, CRLF line ends."""
-        return self._spool.open(self._body_offset)
+        return self._spool.open(self._body_offset, crlf=True)
 
     @property
     def body_size(self) -> int:
-        return self.data_size - self._body_offset
+        """Octets of the body with CRLF line ends: what body_stream() gives."""
+        return self.data_size - self._body_crlf_offset
+
+    def write_message(self, out, eol: bytes = b"\n") -> None:
+        """Write the whole message as message_chunks() gives it to the binary file `out` (flushed at the end).
+
+        A body spooled to disk with LF line ends, written with LF, is copied by the kernel: its octets
+        never pass through this process again.
+        """
+        if eol == b"\n" and self._spool.lf and self._spool.on_disk:
+            out.write(self.header.as_bytes(eol))
+            out.flush()
+            self._spool.copy_to(out.fileno(), self._body_offset)
+            return
+        for chunk in self.message_chunks(eol):
+            out.write(chunk)
+        out.flush()
 
     def message_chunks(self, eol: bytes = b"\r\n", chunk_size: int = 1 << 20):
         """The whole message as it stands now (headers as modified, then the body), in chunks, with `eol` line ends."""
         yield self.header.as_bytes(eol)
-        stream = self.body_stream()
+        stream = self._spool.open(self._body_offset)
+        if self._spool.lf:  # stored with LF line ends: a queue that wants them copies the octets as they are
+            while chunk := stream.read(chunk_size):
+                yield chunk if eol == b"\n" else chunk.replace(b"\n", eol)
+            return
         carry = b""
         while True:
             chunk = stream.read(chunk_size)

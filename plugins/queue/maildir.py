@@ -134,9 +134,7 @@ def _deliver(plugin, txn, maildir, rcpts):
             out.write(f"Return-Path: {txn.sender}\n".encode("utf-8"))
             for rcpt in rcpts:
                 out.write(f"Delivered-To: {rcpt.address}\n".encode("utf-8"))
-            for chunk in txn.message_chunks(eol=b"\n"):
-                out.write(chunk)
-            out.flush()
+            txn.write_message(out, eol=b"\n")
             os.fsync(out.fileno())
         os.link(tmp, new)
     finally:

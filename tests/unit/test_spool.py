@@ -49,3 +49,35 @@ def test_close_releases_the_file(tmp_path):
     spool.close()
     assert len(os.listdir("/proc/self/fd")) == before - 1
     spool.close()  # twice is harmless
+
+
+def test_lf_spool_stores_each_crlf_as_lf_and_reads_back_crlf(tmp_path):
+    spool = Spool(str(tmp_path), 100, lf=True)
+    spool.write(b"a\r\nb\r\n", bare_lf=False, bare_cr=False)
+    spool.write(b"c\rd\r\n", bare_lf=False, bare_cr=True)  # a bare CR stays, its neighbours' CRLF do not
+    spool.finish()
+    assert spool.lf and spool.pread(100, 0) == b"a\nb\nc\rd\n"
+    assert spool.size == 8 and spool.crlf_size == 11
+    assert spool.open(0, crlf=True).read() == b"a\r\nb\r\nc\rd\r\n"
+    assert spool.open(2, crlf=True).read() == b"b\r\nc\rd\r\n"
+
+
+def test_lf_spool_holds_a_final_cr_until_the_next_chunk_says_what_it_is(tmp_path):
+    spool = Spool(str(tmp_path), 100, lf=True)
+    spool.write(b"a\r", bare_lf=False, bare_cr=False)  # BDAT may split a CRLF
+    spool.write(b"\nb\r", bare_lf=False, bare_cr=False)
+    spool.finish()  # the last CR had no LF: it is kept
+    assert spool.pread(100, 0) == b"a\nb\r" and spool.crlf_size == 5
+
+
+def test_a_bare_lf_turns_an_lf_spool_back_into_the_octets_received(tmp_path):
+    spool = Spool(str(tmp_path / "s"), 3, lf=True)  # on disk after the first chunk
+    spool.write(b"a\r\nb\r\n", bare_lf=False, bare_cr=False)
+    assert spool.on_disk and spool.size == 4
+    spool.write(b"c\r", bare_lf=False, bare_cr=False)
+    spool.write(b"\nd\ne\r\n", bare_lf=True, bare_cr=False)
+    spool.finish()
+    assert not spool.lf and spool.size == spool.crlf_size == 14
+    assert spool.pread(100, 0) == b"a\r\nb\r\nc\r\nd\ne\r\n"
+    assert os.listdir(tmp_path / "s") == []
+    spool.close()
