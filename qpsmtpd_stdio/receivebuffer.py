@@ -8,8 +8,9 @@ Nothing here touches a file descriptor. Two rules keep it safe:
   (SMTP smuggling). That holds for the first line too: after a DATA command
   that ended in a bare LF, a `.` line is text, not an (empty) end.
   A line that starts with a dot loses that dot (RFC 5321 4.5.2).
-The scanner finds the terminator with one bytes.find and unstuffs dots with
-one bytes.replace, so its cost per octet does not depend on how many lines a
+The scanner looks for <CRLF>. with one bytes.find; only where there is one
+does it look for the terminator with another and unstuff dots with one
+bytes.replace, so its cost per octet does not depend on how many lines a
 message has (a body of `..` lines costs what one of long lines does).
 
 A BDAT chunk (RFC 3030) is the next `n` octets exactly: no terminator, no
@@ -189,7 +190,8 @@ class ReceiveBuffer:
                     return b"", True
                 pos = 1  # dot-unstuffing
             self._at_line_start = False
-        end = buf.find(_CRLF_DOT_CRLF, pos)
+        dot = buf.find(_CRLF_DOT, pos)  # most messages have no dot line: this one pass is then all
+        end = -1 if dot < 0 else buf.find(_CRLF_DOT_CRLF, dot)
         if end >= 0:
             stop, ended, consumed = end + 2, True, end + 5
         else:
@@ -203,4 +205,6 @@ class ReceiveBuffer:
         data = bytes(view[pos:stop])
         view.release()
         del buf[:consumed]
-        return data.replace(_CRLF_DOT, _CRLF), ended
+        if 0 <= dot < stop:
+            data = data.replace(_CRLF_DOT, _CRLF)
+        return data, ended
