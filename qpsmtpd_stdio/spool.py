@@ -106,9 +106,7 @@ class Spool:
 
         With `crlf`, line ends read as CRLF whatever the form (not seekable then, if the spool is `lf`).
         """
-        if crlf and self.lf:
-            return io.BufferedReader(_CRLFReader(self, offset), CHUNK)
-        return io.BufferedReader(_SpoolReader(self, offset), CHUNK)
+        return io.BufferedReader(_SpoolReader(self, offset, crlf and self.lf), CHUNK)
 
     def copy_to(self, fd: int, offset: int) -> None:
         """Append the stored octets from `offset` to the file `fd`; from a spool file, the kernel copies them."""
@@ -136,24 +134,40 @@ class Spool:
 
 
 class _SpoolReader(io.RawIOBase):
-    def __init__(self, spool: Spool, offset: int) -> None:
+    """The spooled octets from `offset`; with `crlf`, an `lf` spool's line ends read as CRLF (no seeking then)."""
+
+    def __init__(self, spool: Spool, offset: int, crlf: bool = False) -> None:
         self._spool = spool
         self._start = offset
         self._pos = offset
+        self._crlf = crlf
+        self._ready = b""  # crlf: converted octets not yet handed out, from _at
+        self._at = 0
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
-        return True
+        return not self._crlf
 
     def readinto(self, buffer) -> int:
-        data = self._spool.pread(len(buffer), self._pos)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        if not self._crlf:
+            data = self._spool.pread(len(buffer), self._pos)
+            buffer[:len(data)] = data
+            self._pos += len(data)
+            return len(data)
+        if self._at == len(self._ready):
+            data = self._spool.pread(max(1, len(buffer) // 2), self._pos)  # at most doubles
+            self._pos += len(data)
+            self._ready, self._at = data.replace(b"\n", b"\r\n"), 0
+        n = min(len(buffer), len(self._ready) - self._at)
+        buffer[:n] = self._ready[self._at:self._at + n]
+        self._at += n
+        return n
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        if self._crlf:
+            raise io.UnsupportedOperation("seek")
         if whence == 0:
             self._pos = self._start + offset
         elif whence == 1:
@@ -163,29 +177,9 @@ class _SpoolReader(io.RawIOBase):
         return self._pos - self._start
 
     def tell(self) -> int:
+        if self._crlf:
+            raise io.UnsupportedOperation("tell")
         return self._pos - self._start
-
-
-class _CRLFReader(io.RawIOBase):
-    """An `lf` spool read with CRLF line ends."""
-
-    def __init__(self, spool: Spool, offset: int) -> None:
-        self._spool = spool
-        self._pos = offset
-        self._ready = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if not self._ready:
-            data = self._spool.pread(max(1, len(buffer) // 2), self._pos)  # at most doubles
-            self._pos += len(data)
-            self._ready = data.replace(b"\n", b"\r\n")
-        n = min(len(buffer), len(self._ready))
-        buffer[:n] = self._ready[:n]
-        self._ready = self._ready[n:]
-        return n
 
 
 def _anonymous_file(directory: str) -> int:

@@ -81,3 +81,14 @@ def test_a_bare_lf_turns_an_lf_spool_back_into_the_octets_received(tmp_path):
     assert spool.pread(100, 0) == b"a\r\nb\r\nc\r\nd\ne\r\n"
     assert os.listdir(tmp_path / "s") == []
     spool.close()
+
+
+def test_crlf_reads_in_any_sizes_give_the_same_octets(tmp_path):
+    spool = Spool(str(tmp_path), 64, lf=True)
+    spool.write(b"ab\r\n" * 100 + b"c\rd\r\n", bare_lf=False, bare_cr=True)
+    spool.finish()
+    reader, got = spool.open(0, crlf=True), []
+    for size in [1, 1000, 3, 7, 500, 2, 10000]:
+        got.append(reader.read(size))
+    assert b"".join(got) == b"ab\r\n" * 100 + b"c\rd\r\n" and reader.read(5) == b""
+    assert not reader.seekable()
