@@ -104,7 +104,7 @@ class Spool:
     def open(self, offset: int = 0, crlf: bool = False) -> io.BufferedReader:
         """A new reader of the spooled bytes from `offset`; readers do not disturb one another.
 
-        With `crlf`, line ends read as CRLF whatever the form (not seekable then, if the spool is `lf`).
+        With `crlf`, line ends read as CRLF whatever the form (an `lf` spool then seeks by reading again).
         """
         return io.BufferedReader(_SpoolReader(self, offset, crlf and self.lf), CHUNK)
 
@@ -134,7 +134,7 @@ class Spool:
 
 
 class _SpoolReader(io.RawIOBase):
-    """The spooled octets from `offset`; with `crlf`, an `lf` spool's line ends read as CRLF (no seeking then)."""
+    """The spooled octets from `offset`; with `crlf`, an `lf` spool's line ends read as CRLF."""
 
     def __init__(self, spool: Spool, offset: int, crlf: bool = False) -> None:
         self._spool = spool
@@ -143,12 +143,13 @@ class _SpoolReader(io.RawIOBase):
         self._crlf = crlf
         self._ready = b""  # crlf: converted octets not yet handed out, from _at
         self._at = 0
+        self._out = 0      # crlf: converted octets handed out: the position
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
-        return not self._crlf
+        return True
 
     def readinto(self, buffer) -> int:
         if not self._crlf:
@@ -163,11 +164,19 @@ class _SpoolReader(io.RawIOBase):
         n = min(len(buffer), len(self._ready) - self._at)
         buffer[:n] = self._ready[self._at:self._at + n]
         self._at += n
+        self._out += n
         return n
 
     def seek(self, offset: int, whence: int = 0) -> int:
         if self._crlf:
-            raise io.UnsupportedOperation("seek")
+            # Positions count converted octets: go back to the start and read up to the target.
+            target = offset + (self._out if whence == 1 else 0)
+            if whence not in (0, 1) or target < 0:
+                raise io.UnsupportedOperation("a CRLF reading of an LF spool seeks only from its start")
+            self._pos, self._ready, self._at, self._out = self._start, b"", 0, 0
+            while self._out < target and self.readinto(memoryview(bytearray(min(CHUNK, target - self._out)))):
+                pass
+            return self._out
         if whence == 0:
             self._pos = self._start + offset
         elif whence == 1:
@@ -177,9 +186,7 @@ class _SpoolReader(io.RawIOBase):
         return self._pos - self._start
 
     def tell(self) -> int:
-        if self._crlf:
-            raise io.UnsupportedOperation("tell")
-        return self._pos - self._start
+        return self._out if self._crlf else self._pos - self._start
 
 
 def _anonymous_file(directory: str) -> int:

@@ -91,4 +91,10 @@ def test_crlf_reads_in_any_sizes_give_the_same_octets(tmp_path):
     for size in [1, 1000, 3, 7, 500, 2, 10000]:
         got.append(reader.read(size))
     assert b"".join(got) == b"ab\r\n" * 100 + b"c\rd\r\n" and reader.read(5) == b""
-    assert not reader.seekable()
+    reader.seek(0)
+    assert reader.tell() == 0 and reader.read(6) == b"ab\r\nab"
+    reader.seek(398)
+    assert reader.tell() == 398 and reader.read() == b"\r\nc\rd\r\n"
+    assert reader.tell() == 405
+    reader.seek(-5, 1)
+    assert reader.read() == b"c\rd\r\n"
