@@ -297,8 +297,11 @@ def reexec(listeners: list[tuple[socket.socket, bool]]) -> None:
 
 
 def session(conn: socket.socket, peer, smtps: bool, config: str | None, connections: int, from_ip: int,
-            max_from_ip: int, log) -> None:
-    """In a forked process: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns."""
+            max_from_ip: int, log, ended=None) -> None:
+    """In a forked process: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns.
+
+    `ended`, if given, is called once the session is over, before the process exits (prefork frees its slot).
+    """
     code = 111
     try:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -320,6 +323,11 @@ def session(conn: socket.socket, peer, smtps: bool, config: str | None, connecti
         except BaseException:
             pass
     finally:
+        if ended is not None:
+            try:
+                ended()
+            except BaseException:  # noqa: BLE001 - the exit below must happen
+                pass
         os._exit(code if isinstance(code, int) else 0)
 
 

@@ -134,8 +134,8 @@ class Pool(forkserver.Parent):
                 forkserver.refuse(conn, ip)
                 conn.close()
                 os._exit(0)
-            self.table.close()
-            forkserver.session(conn, peer, smtps, self.opts["config"], busy, same, self.opts["per_ip"], self.log)
+            forkserver.session(conn, peer, smtps, self.opts["config"], busy, same, self.opts["per_ip"], self.log,
+                               ended=lambda: self.table.__setitem__(slot * SLOT, 0))  # no longer counts
         except BaseException as exc:  # noqa: BLE001 - never back into the parent's loop
             try:
                 self.log(2, f"worker failed: {exc!r}")

@@ -231,6 +231,29 @@ def test_a_session_that_has_ended_does_not_count_against_its_client(smtp):
         s.stop()
 
 
+def test_a_prefork_worker_that_has_ended_does_not_count_against_its_client(smtp):
+    """Regression: a prefork worker's slot said "busy" until the parent reaped it, so with --max-from-ip 1 a
+    client's next connection, taken by an idle worker before that, was refused."""
+    s = Forkserver(smtp, "--children", "4", "--idle-children", "2", "--max-from-ip", "1", program=PREFORK)
+    try:
+        first = greeting(s.port, source="127.0.0.4")
+        assert first.recv(100).startswith(b"220")
+        # one busy worker and two idle ones, the probe's worker reaped: then the parent sleeps
+        until(lambda: children(s.proc.pid) == 3 and children(s.proc.pid, "Z") == 0, "three workers, none ended")
+        os.kill(s.proc.pid, signal.SIGSTOP)
+        try:
+            first.sendall(b"QUIT\r\n")
+            assert first.recv(100).startswith(b"221")
+            first.close()
+            until(lambda: children(s.proc.pid, "Z") == 1, "the worker has exited, not yet reaped")
+            with greeting(s.port, source="127.0.0.4") as second:  # an idle worker takes it at once
+                assert second.recv(100).startswith(b"220"), s.output()
+        finally:
+            os.kill(s.proc.pid, signal.SIGCONT)
+    finally:
+        s.stop()
+
+
 def test_hosts_allow_gets_the_count_from_the_parent(smtp, server):
     """The file refuses by address; a client whose karma history is 0 may hold one session, below -m 2."""
     smtp.plugin("nokarma", "from qpsmtpd_stdio import DECLINED\n\ndef hook_connect(plugin, txn):\n"
