@@ -124,3 +124,22 @@ def test_write_message_copies_a_spool_file_in_the_kernel(tmp_path):
     with open(tmp_path / "out", "wb") as out:
         txn.write_message(out)
     assert reads == [] and (tmp_path / "out").read_bytes() == (HEAD + b"\r\n" + body).replace(b"\r\n", b"\n")
+
+
+def test_write_message_copies_by_hand_where_the_kernel_will_not(tmp_path, monkeypatch):
+    """copy_file_range refuses between some file systems (EXDEV): the body is copied through this process."""
+    import errno
+    import os
+
+    body = b"line\r\n" * 5000
+    txn = lf_transaction(tmp_path, body, [1000], threshold=4096)
+    calls = []
+
+    def refuse(*args):
+        calls.append(args)
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    with open(tmp_path / "out", "wb") as out:
+        txn.write_message(out)
+    assert len(calls) == 1 and (tmp_path / "out").read_bytes() == (HEAD + b"\r\n" + body).replace(b"\r\n", b"\n")
