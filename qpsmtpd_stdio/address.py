@@ -9,8 +9,6 @@ Reply codes used by AddressError:
 All scans are linear and the raw length is capped first, so hostile input stays cheap.
 """
 
-from __future__ import annotations
-
 from .netlist import canonical_ip
 
 MAX_INPUT = 512     # an SMTP command line is at most 512 octets anyway

@@ -24,8 +24,6 @@ Config files (read by `Policy`):
 The session imports this module only when an auth plugin is loaded.
 """
 
-from __future__ import annotations
-
 import binascii
 
 from .protocol import Reply

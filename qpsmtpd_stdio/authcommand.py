@@ -5,8 +5,6 @@ auth hooks and answers the client. The session imports it only when an auth
 plugin is loaded.
 """
 
-from __future__ import annotations
-
 import time
 
 from . import auth

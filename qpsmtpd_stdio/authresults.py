@@ -13,8 +13,6 @@ data_post, delivery.py calls `add_authentication_results()`, which writes one
 field with every entry, so results found late in data_post (dkim, dmarc) are in it too.
 """
 
-from __future__ import annotations
-
 from .headers import comment as as_comment
 
 _KEYWORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")

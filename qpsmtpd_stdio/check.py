@@ -20,8 +20,6 @@ A config in which no plugin has a `queue` hook is a problem: every message
 would get 451. No hook but `register` runs and nothing is sent.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

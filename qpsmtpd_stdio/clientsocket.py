@@ -13,8 +13,6 @@ it is; a host name is resolved with getaddrinfo, each address tried in turn.
 A TLS-wrapped connection needs socket.py's socket (ssl); smtpclient.py keeps it.
 """
 
-from __future__ import annotations
-
 import _socket
 
 SHUT_WR = _socket.SHUT_WR
@@ -23,7 +21,7 @@ SHUT_WR = _socket.SHUT_WR
 class Socket(_socket.socket):
     """A `_socket.socket` that closes at the end of a `with` block."""
 
-    def __enter__(self) -> Socket:
+    def __enter__(self) -> "Socket":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -55,7 +53,7 @@ def _literal(host: str) -> int | None:
     return None
 
 
-def connect(address: str, default_port: int, timeout: float) -> Socket:
+def connect(address: str, default_port: int, timeout: float) -> "Socket":
     """A connected socket to `address` (see split_address); OSError (TimeoutError) if none can be had."""
     target = split_address(address, default_port)
     if isinstance(target, str):

@@ -15,8 +15,6 @@ file of a name in no entry is a site's own plugin: `refused`, with the
 pointer to docs/porting.md.
 """
 
-from __future__ import annotations
-
 ALIAS, CORE, SKIPPED, REFUSED = "alias", "core", "skipped", "refused"
 
 POLICY: dict[str, tuple[str, str]] = {

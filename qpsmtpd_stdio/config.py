@@ -8,8 +8,6 @@ Files are read on first use and cached for the life of the process, which is
 one connection, so an edit applies to the next connection.
 """
 
-from __future__ import annotations
-
 import os
 from stat import S_ISDIR
 

@@ -6,8 +6,6 @@ client's address is canonical from then on (netlist.canonical_ip), whoever
 sets it: this module, a PROXY header (session.py) or XCLIENT (xclient.py).
 """
 
-from __future__ import annotations
-
 import time
 
 from .digits import number
@@ -61,7 +59,7 @@ class Connection:
         return f"{self.remote_host or 'unknown'}[{self.remote_ip}]:{self.remote_port}"
 
 
-def identify(environ: Mapping[str, str], fd: int = 0) -> Connection:
+def identify(environ: "Mapping[str, str]", fd: int = 0) -> "Connection":
     """The connection as the superserver handed it over: tcpserver's variables if set, else the socket on `fd`."""
     conn = Connection()
     if environ.get("TCPREMOTEIP"):

@@ -8,8 +8,6 @@ it. 250 is the answer only when a queue plugin said OK (it has stored the
 message durably) or DONE.
 """
 
-from __future__ import annotations
-
 import os
 
 from .constants import DECLINED, DONE, LOGERROR, LOGWARN, OK

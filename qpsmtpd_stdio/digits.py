@@ -5,8 +5,6 @@
 from outside is read by `number()` instead.
 """
 
-from __future__ import annotations
-
 _DIGITS = frozenset("0123456789")
 MAX_DIGITS = 20  # more than any setting or field needs; int() of a huge string costs CPU
 

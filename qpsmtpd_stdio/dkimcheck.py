@@ -5,8 +5,6 @@ dnspython import its DNS module would do: the connection's resolver (dns.py)
 answers its key queries. The plugin is plugins/dkim.py.
 """
 
-from __future__ import annotations
-
 from . import dns
 
 MAX_SIGNATURES = 10

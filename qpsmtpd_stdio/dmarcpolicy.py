@@ -5,8 +5,6 @@ organizational domain (publicsuffix.py) is computed only when RFC 7489 needs
 it: no record at the From domain, or relaxed alignment of another domain.
 """
 
-from __future__ import annotations
-
 POLICIES = ("none", "quarantine", "reject")
 MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}  # what pct= sampling falls back to
 

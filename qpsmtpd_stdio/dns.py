@@ -39,8 +39,6 @@ RFC 1035; dnspython is the reference the tests check them against, and
 nothing from it is imported here.
 """
 
-from __future__ import annotations
-
 import _socket
 import os
 import time
@@ -111,7 +109,7 @@ def ptr_name(ip: str) -> str:
 
 
 # The resolver -----------------------------------------------------------------
-def resolver(plugin) -> Resolver:
+def resolver(plugin) -> "Resolver":
     """The connection's resolver, made from the config on first use.
 
     A plugin's own `timeout N` argument (qpsmtpd's, on dnsbl, fcrdns, helo...)
@@ -158,7 +156,7 @@ class Resolver:
         self._pending: list[Query] = []
 
     @classmethod
-    def from_config(cls, config, log=None) -> Resolver:
+    def from_config(cls, config, log=None) -> "Resolver":
         """`config(name)` gives a config file's lines (plugin.config)."""
         servers = []
         for line in config("dns_servers"):
@@ -173,7 +171,7 @@ class Resolver:
         return cls(servers, _seconds(config, "dns_timeout", DEFAULT_TIMEOUT, log),
                    _seconds(config, "dns_budget", DEFAULT_BUDGET, log), log)
 
-    def query(self, name: str, rdtype: str = "A") -> Query:
+    def query(self, name: str, rdtype: str = "A") -> "Query":
         """Send a query now (unless the same one is out already); read it later with .answer()."""
         code = TYPES[rdtype.upper()]
         key = (name.lower().rstrip("."), code)
@@ -201,7 +199,7 @@ class Resolver:
             query.finish(status)
 
     # The loop ----------------------------------------------------------
-    def wait(self, until: Query | None = None) -> None:
+    def wait(self, until: "Query | None" = None) -> None:
         """Read replies until `until` is answered (None: only what has already arrived)."""
         import select
 
@@ -258,7 +256,7 @@ class Resolver:
 class Query:
     """One question, sent over UDP to each server in turn until one answers."""
 
-    def __init__(self, resolver: Resolver, name: str, rdtype: int) -> None:
+    def __init__(self, resolver: "Resolver", name: str, rdtype: int) -> None:
         self.resolver = resolver
         self.name = name
         self.rdtype = rdtype

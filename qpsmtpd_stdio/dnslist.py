@@ -1,7 +1,5 @@
 """DNS lists (RFC 5782): block and allow lists keyed by an address or a domain, for dnsbl and rhsbl."""
 
-from __future__ import annotations
-
 from .digits import number
 from .dns import Query, Resolver, printable
 
@@ -27,7 +25,7 @@ class DNSList:
         self.message = message.strip()
         self.codes = [c.strip() for c in codes.split(",") if c.strip()]
 
-    def lookup(self, resolver: Resolver, key: str) -> Listing:
+    def lookup(self, resolver: Resolver, key: str) -> "Listing":
         name = f"{key}.{self.zone}"
         return Listing(self, resolver.query(name, "A"), None if self.message else resolver.query(name, "TXT"))
 

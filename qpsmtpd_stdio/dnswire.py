@@ -9,8 +9,6 @@ then linear in its size. What is refused and what is read agrees with
 dnspython (tests/unit/test_dnswire.py, fuzz/dnsdiff.py).
 """
 
-from __future__ import annotations
-
 import _socket
 
 TYPES = {"A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "PTR": 12, "MX": 15, "TXT": 16, "AAAA": 28}

@@ -7,8 +7,6 @@ parameter the core does not know by listing it in `plugin.mail_parameters` or
 it to the hooks in `params` instead of answering 555.
 """
 
-from __future__ import annotations
-
 from .address import AddressError, split_mail_arg
 from .constants import DECLINED, OK
 from .digits import number

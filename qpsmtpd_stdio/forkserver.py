@@ -27,8 +27,6 @@ sockets, so the code that runs is always the installed code; running
 sessions finish on the code they started with.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import signal

@@ -5,8 +5,6 @@ queue byte for byte. Fields added by plugins are cleaned of CR, LF and other
 control characters: a plugin cannot be tricked into injecting a header.
 """
 
-from __future__ import annotations
-
 _FOLD = (b" ", b"\t")
 
 

@@ -11,8 +11,6 @@ as `domain`). The cdb (qmail-newmrh's) holds each domain exactly; it is read
 with pure-cdb, imported only when the file exists.
 """
 
-from __future__ import annotations
-
 import os
 
 from .constants import LOGERROR

@@ -8,8 +8,6 @@ box without rsyslog), lines go to FALLBACK instead (or the file named by
 QPSMTPD_LOG_FALLBACK in the environment), never nowhere.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

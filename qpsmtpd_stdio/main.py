@@ -5,8 +5,6 @@ the plugins, and run the session. Nothing is imported that a session may not
 need.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

@@ -10,8 +10,6 @@ data. Every reply from a milter is bounded: a packet longer than MAX_PACKET
 reply that is malformed for its command.
 """
 
-from __future__ import annotations
-
 import struct
 
 VERSION = 6

@@ -15,8 +15,6 @@ Only `_socket` is imported: `ipaddress` costs every connection a few
 milliseconds, and this is all the core needs of it.
 """
 
-from __future__ import annotations
-
 import _socket
 
 TYPE_CHECKING = False  # collections.abc costs ~2 ms of imports per connection
@@ -92,7 +90,7 @@ class NetList:
 
     __slots__ = ("networks", "prefixes", "bad")
 
-    def __init__(self, entries: Iterable[str]) -> None:
+    def __init__(self, entries: "Iterable[str]") -> None:
         self.networks: list[tuple[bytes, int]] = []
         self.prefixes: list[str] = []   # IPv6 text prefixes, lower case
         self.bad: list[str] = []

@@ -7,8 +7,6 @@ only when a pattern is met, and input longer than any valid address or name
 never reaches a regex. A pattern that does not compile is logged and skipped.
 """
 
-from __future__ import annotations
-
 from .constants import LOGWARN
 
 MAX_ADDRESS = 320  # an address is at most 64 + 1 + 255 octets

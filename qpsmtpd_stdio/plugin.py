@@ -5,8 +5,6 @@ netlist, authresults, store, smtpclient...) are all a plugin may use. Loading
 and running plugins is pluginhost.py's job.
 """
 
-from __future__ import annotations
-
 from .constants import DECLINED, DENY, DENY_DISCONNECT, LOGINFO, REJECT_TYPES, RETURN_CODE_NAMES
 
 

@@ -19,8 +19,6 @@ with its traceback and answered as DENYSOFT ("try again later"): a broken
 plugin fails closed.
 """
 
-from __future__ import annotations
-
 import _signal
 import marshal
 import os

@@ -20,8 +20,6 @@ path. A client with --max-from-ip sessions running gets `421 4.7.0` and is
 closed. Signals, --shutdown-timeout and upgrades as qpsmtpd-forkserver.
 """
 
-from __future__ import annotations
-
 import mmap
 import os
 import select

@@ -7,8 +7,6 @@ up to SAID octets, for the log. subprocess is imported here, when a message
 is queued, not at every connection's start.
 """
 
-from __future__ import annotations
-
 
 from .constants import LOGERROR, LOGINFO, LOGWARN
 
@@ -55,7 +53,7 @@ class Outcome:
         return f"exit {self.status}"
 
 
-def run(argv: list[str], chunks: Iterable[bytes], timeout: float, envelope: bytes | None = None) -> Outcome:
+def run(argv: list[str], chunks: "Iterable[bytes]", timeout: float, envelope: bytes | None = None) -> Outcome:
     """Run `argv`, write `chunks` to its stdin (then `envelope` to its fd 1), and wait up to `timeout`.
 
     Raises OSError if the program cannot be started.

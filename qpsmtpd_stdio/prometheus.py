@@ -8,8 +8,6 @@ to a temporary file in the same directory and rename it over the old one: the
 file is always whole, and no increment is lost.
 """
 
-from __future__ import annotations
-
 import os
 
 _METRICS = (

@@ -25,8 +25,6 @@ read gives BadChunk (501): its octets cannot be skipped, and the transaction
 is over.
 """
 
-from __future__ import annotations
-
 from .digits import number
 from .receivebuffer import LINE_TOO_LONG, DataStats, ReceiveBuffer
 

@@ -14,8 +14,6 @@ header means the proxy speaks for itself (a health check): the addresses stay
 as they were.
 """
 
-from __future__ import annotations
-
 from .digits import number
 from .constants import LOGINFO
 from .netlist import NetList, canonical_ip, ip_text, parse_ip

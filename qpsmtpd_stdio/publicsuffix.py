@@ -13,8 +13,6 @@ and then each TLD's rules. A lookup reads the table and one TLD's rules.
 that may; where none can, each session builds it in memory (about 15 ms).
 """
 
-from __future__ import annotations
-
 import marshal
 import os
 import sys

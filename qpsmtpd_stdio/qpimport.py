@@ -16,8 +16,6 @@ it is newer. Prints what it did; exits 1 if the file or the store cannot
 be read.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import subprocess
 import time

@@ -17,8 +17,6 @@ A BDAT chunk (RFC 3030) is the next `n` octets exactly: no terminator, no
 dot-unstuffing, whatever they hold.
 """
 
-from __future__ import annotations
-
 LINE_TOO_LONG = object()  # take_line() result: a line over the limit was discarded
 
 _CRLF = b"\r\n"

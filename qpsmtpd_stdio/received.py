@@ -1,7 +1,5 @@
 """The Received: trace field (RFC 5321 4.4) that the server prepends to every message."""
 
-from __future__ import annotations
-
 import time
 
 from .constants import SOFTWARE, VERSION

@@ -7,8 +7,6 @@ what it says. Two changes from qpsmtpd: a plugin that fails answers 4xx
 instead of being skipped, and every reply carries an RFC 3463 enhanced code.
 """
 
-from __future__ import annotations
-
 from .constants import DENY, DENY_DISCONNECT, DENYSOFT, DENYSOFT_DISCONNECT, DONE, SOFTWARE, VERSION
 from .protocol import Reply
 

@@ -5,8 +5,6 @@ user is configured, by main.py for a session and by check.py for `--check`,
 which then sees what the service user will see.
 """
 
-from __future__ import annotations
-
 import os
 
 

@@ -8,8 +8,6 @@ delivery.py, and the extension commands in their own modules, imported only
 when a client uses them: starttls.py, authcommand.py, xclient.py.
 """
 
-from __future__ import annotations
-
 import os
 import time
 

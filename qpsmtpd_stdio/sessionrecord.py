@@ -20,8 +20,6 @@ The record watches hook verdicts as one of the plugin host's observers: the
 session calls `start()` when either file is configured, and `finish()` at its end.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -30,7 +28,7 @@ from .constants import DECLINED, LOGERROR, RETURN_CODE_NAMES
 _UNRECORDED_HOOKS = frozenset(("deny", "ok", "logging", "config"))  # about other hooks, or not about the client
 
 
-def start(config, host) -> SessionRecord:
+def start(config, host) -> "SessionRecord":
     """A record for this session, told of every hook verdict from now on."""
     path = config.get_one("session_record")
     prom = config.get_one("prometheus_textfile")

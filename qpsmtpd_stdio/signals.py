@@ -5,8 +5,6 @@ it raises HookTimeout inside the hook. In a session, SIGTERM, SIGHUP and a
 SIGALRM outside any hook raise Terminate: the session answers 421 and ends.
 """
 
-from __future__ import annotations
-
 import _signal
 
 from . import pluginhost
@@ -22,7 +20,7 @@ class Terminate(BaseException):
     """A signal (SIGTERM, SIGHUP, SIGALRM outside a hook) ends the session."""
 
 
-def install(terminate: bool = True) -> Callable[[], None]:
+def install(terminate: bool = True) -> "Callable[[], None]":
     """Wire the handlers; returns a function that puts the previous ones back (and stops the timer)."""
 
     def on_signal(signum, frame):

@@ -15,8 +15,6 @@ caller must not try another host, nor claim the message was refused, once
 the body was on its way.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
@@ -162,7 +160,7 @@ def tls_context(verify: bool, cafile: str | None = None):
 
 
 class Client:
-    def __init__(self, sock: socket.socket, timeout: float, lmtp: bool = False, name: str = "") -> None:
+    def __init__(self, sock: "socket.socket", timeout: float, lmtp: bool = False, name: str = "") -> None:
         self.sock = sock
         self.timeout = timeout
         self.lmtp = lmtp

@@ -15,8 +15,6 @@ void lookups), and the whole record checked for syntax before evaluation
 The plugin is plugins/sender_permitted_from.py (also loaded as `spf`).
 """
 
-from __future__ import annotations
-
 from .digits import number
 from . import dns
 from .dnswire import encode_name

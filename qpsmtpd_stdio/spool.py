@@ -13,8 +13,6 @@ that holds one (bare_newline keep) turns the spool back into the octets as
 received, once. `open(crlf=True)` reads CRLF line ends from either form.
 """
 
-from __future__ import annotations
-
 import io
 import os
 

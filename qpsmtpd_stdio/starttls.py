@@ -6,8 +6,6 @@ handshake over the raw fds. The session imports this module on the first
 STARTTLS, or before the greeting when TLS may start at once.
 """
 
-from __future__ import annotations
-
 import time
 
 from .constants import LOGERROR, LOGINFO

@@ -33,8 +33,6 @@ says. Socket timeouts are REDIS_TIMEOUT; an unreachable Redis raises
 StoreError like a broken SQLite file, so plugins fail open the same way.
 """
 
-from __future__ import annotations
-
 import os
 
 from .constants import LOGERROR
@@ -218,7 +216,7 @@ class Store:
             cursor.execute(f"DELETE FROM {table} WHERE expires < ?", (time.time(),))
         return result
 
-    def write(self) -> _Write:
+    def write(self) -> "_Write":
         """A context manager: an immediate (write-locked) transaction, committed on success, rolled back on error."""
         return _Write(self)
 

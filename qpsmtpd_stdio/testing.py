@@ -22,8 +22,6 @@ before it did, and records every message that was queued (by it or by
 your queue plugin).
 """
 
-from __future__ import annotations
-
 import sys
 import threading
 from pathlib import Path

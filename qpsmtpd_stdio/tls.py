@@ -11,8 +11,6 @@ This module imports ssl (about 17 ms), so the transport imports it only when
 TLS starts.
 """
 
-from __future__ import annotations
-
 import ssl
 import time
 

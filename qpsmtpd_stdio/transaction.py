@@ -3,8 +3,6 @@
 Its connection (who is calling) is in connection.py.
 """
 
-from __future__ import annotations
-
 import os
 import time
 

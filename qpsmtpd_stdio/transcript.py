@@ -22,8 +22,6 @@ reply to it (235, 535, or any code but 334). Message content is recorded
 as it is: it holds personal data, so keep transcripts short-lived.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
@@ -41,7 +39,7 @@ class Transcript:
         self._data = False   # between 354 and the client's "."
 
     @classmethod
-    def open(cls, path: str, connection, log) -> Transcript | None:
+    def open(cls, path: str, connection, log) -> "Transcript | None":
         """The transcript appending to `path`, or None (logged) if it cannot be opened: mail goes on."""
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

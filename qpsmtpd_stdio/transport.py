@@ -10,8 +10,6 @@ are TLS (tls.py), whether fd 0/1 is a socket or two pipes. The transcript
 still sees the plaintext.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import time

@@ -6,8 +6,6 @@ successful XCLIENT is answered by a new greeting (the connect hooks run again
 for the new client).
 """
 
-from __future__ import annotations
-
 from .digits import number
 from .esmtp import XCLIENT_ATTRIBUTES, decode_xtext
 from .protocol import Command, Reply
