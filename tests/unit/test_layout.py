@@ -37,6 +37,19 @@ def test_the_core_imports_no_plugin():
         assert "qpsmtpd_plugin" not in text.replace('"qpsmtpd_plugin." + name', ""), module
 
 
+def test_the_core_does_not_load_future():
+    """`from __future__ import annotations` imports the __future__ module: 0.72 M instructions a connection."""
+    import subprocess
+    import sys
+
+    assert [m for m in MODULES if "from __future__" in (PACKAGE / f"{m}.py").read_text()] == []
+    # An editable install's finder may have loaded it at start-up: forget it, then import every core module.
+    code = ("import sys\nsys.modules.pop('__future__', None)\n" + "".join(f"import qpsmtpd_stdio.{m}\n" for m in MODULES)
+            + "print('__future__' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr  # and every module imports: no annotation fails
+
+
 def test_modules_stay_small():
     sizes = {m: len((PACKAGE / f"{m}.py").read_text().splitlines()) for m in MODULES}
     assert {m: n for m, n in sizes.items() if n > 500} == {}
