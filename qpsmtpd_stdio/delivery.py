@@ -37,7 +37,7 @@ class Incoming:
         self.too_big = False
         self.failed = False  # a spool write failed (disk full): this message gets 451, the session goes on
 
-    def write(self, data: bytes, log, bare_lf: bool = False, bare_cr: bool = True) -> None:
+    def write(self, data: bytes, log, bare_lf: bool, bare_cr: bool) -> None:
         """Spool `data`; with bare_newline normalize, a bare LF in it (`bare_lf`) becomes CRLF first.
 
         `bare_lf`/`bare_cr` are the protocol's DataStats for this chunk: the spool's form depends on them.

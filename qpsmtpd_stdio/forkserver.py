@@ -34,6 +34,10 @@ import socket
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 USAGE = __doc__.split("\n\n")[1] + "\n"
 CORE = ("qpsmtpd_stdio.main", "qpsmtpd_stdio.session", "qpsmtpd_stdio.pluginhost", "qpsmtpd_stdio.delivery",
         "qpsmtpd_stdio.config", "qpsmtpd_stdio.transport", "qpsmtpd_stdio.headers", "qpsmtpd_stdio.received",
@@ -295,7 +299,7 @@ def reexec(listeners: list[tuple[socket.socket, bool]]) -> None:
 
 
 def session(conn: socket.socket, peer, smtps: bool, config: str | None, connections: int, from_ip: int,
-            max_from_ip: int, log, ended=None) -> None:
+            max_from_ip: int, log, ended: "Callable[[], None] | None" = None) -> None:
     """In a forked process: the connection on fd 0 and 1, then in.qpsmtpd's main(); never returns.
 
     `ended`, if given, is called once the session is over, before the process exits (prefork frees its slot).
