@@ -28,9 +28,7 @@ class Incoming:
         spool_dir = config.get_one("spool_dir") or os.environ.get("TMPDIR") or "/tmp"
         self.spool = Spool(spool_dir, config.get_int("size_threshold"), lf=True)
         self.databytes = databytes
-        self.normalize = bare_newline == "normalize"
-        self.keep_bare_cr = bare_newline == "keep"
-        self.keep_bare_lf = bare_newline != "reject"
+        self.bare_newline = bare_newline  # normalize, reject or keep
         self.doomed = False  # a bare CR or LF the policy refuses arrived: check() refuses, so nothing more is stored
         self.dropped = 0
         self._cr_open = False  # the last octets written ended in CR
@@ -44,9 +42,9 @@ class Incoming:
         """
         if self.too_big or self.failed:
             return
-        if bare_cr and not self.keep_bare_cr or bare_lf and not self.keep_bare_lf:
+        if self.refuses(bare_cr, bare_lf):
             self.doomed = True
-        if self.normalize and bare_lf and not self.doomed:
+        if self.bare_newline == "normalize" and bare_lf and not self.doomed:
             mended = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
             data = mended[1:] if self._cr_open and data[:1] == b"\n" else mended  # BDAT split that CRLF
             bare_lf = False
@@ -63,18 +61,22 @@ class Incoming:
             log(LOGERROR, f"spool error: {exc}; the message will get 451")
             self.failed = True
 
+    def refuses(self, bare_cr: bool, bare_lf: bool) -> bool:
+        """The bare_newline policy refuses a message with a bare CR (unless keep) or a bare LF (reject)."""
+        return bare_cr and self.bare_newline != "keep" or bare_lf and self.bare_newline == "reject"
+
     def refusal(self) -> Reply | None:
         """The reply that refuses the message before its end is read (BDAT refuses the chunk at once)."""
         if self.failed:
             return LOCAL_ERROR
         return TOO_BIG if self.too_big else None
 
-    def check(self, stats, txn, config, max_line: int, bare_newline: str) -> Reply | None:
+    def check(self, stats, txn, config, max_line: int) -> Reply | None:
         """The reply that refuses the whole message, or None; on None, txn has its header and body."""
         refusal = self.refusal()
         if refusal is not None:
             return refusal
-        if stats.bare_cr and bare_newline != "keep" or stats.bare_lf and bare_newline == "reject":
+        if self.refuses(stats.bare_cr, stats.bare_lf):
             return Reply(554, "Message contains bare CR or LF characters; lines must end with CRLF (RFC 5321 2.3.8)",
                          "5.6.0")
         if stats.nul:

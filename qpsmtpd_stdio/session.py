@@ -403,7 +403,7 @@ class Session:
 
         txn = self.txn
         try:
-            reply = self.incoming.check(stats, txn, self.config, self.proto.max_line_length, self.bare_newline)
+            reply = self.incoming.check(stats, txn, self.config, self.proto.max_line_length)
             verdict = Verdict(reply) if reply is not None else \
                 deliver(self.host, txn, self.connection, self.config, self.me, self.log)
         except OSError as exc:

@@ -38,20 +38,20 @@ def test_a_message_the_policy_refuses_is_not_stored_past_its_first_bare_cr(tmp_p
     stats = receive(incoming, message, [19, 30])
     assert incoming.doomed and incoming.spool.crlf_size == 19 and incoming.spool.size == 16
     assert incoming.dropped == len(message) - 19
-    assert incoming.check(stats, Transaction(), cfg, 1000, "reject").code == 554
+    assert incoming.check(stats, Transaction(), cfg, 1000).code == 554
 
 
 def test_too_big_still_wins_over_a_bare_cr(tmp_path):
     incoming = Incoming(config(tmp_path), 100, "normalize")
     stats = receive(incoming, b"a\rb\r\n" + b"x" * 200 + b"\r\n", [5])
-    assert incoming.too_big and incoming.check(stats, Transaction(), config(tmp_path), 1000, "normalize").code == 552
+    assert incoming.too_big and incoming.check(stats, Transaction(), config(tmp_path), 1000).code == 552
 
 
 def test_bare_cr_kept_is_in_the_body(tmp_path):
     incoming = Incoming(config(tmp_path), 0, "keep")
     stats = receive(incoming, b"Subject: x\r\n\r\na\rb\r\nc\nd\r\n", [16])
     txn = Transaction()
-    assert incoming.check(stats, txn, config(tmp_path), 1000, "keep") is None
+    assert incoming.check(stats, txn, config(tmp_path), 1000) is None
     assert txn.body_stream().read() == b"a\rb\r\nc\nd\r\n" and txn.body_size == 10
     assert not incoming.spool.lf  # the bare LF turned the spool back into the octets received
 
@@ -71,7 +71,7 @@ def test_the_header_block_is_found_as_in_the_octets_received(tmp_path_factory, f
         incoming.spool = Spool(str(tmp / "spool"), 40, lf=lf)
         stats = receive(incoming, message, cuts)
         txn = Transaction()
-        reply = incoming.check(stats, txn, cfg, 1000, "reject")
+        reply = incoming.check(stats, txn, cfg, 1000)
         results.append((reply.code if reply else None, txn.header.names() if reply is None else None,
                         txn.body_stream().read() if reply is None else None, txn.body_size if reply is None else None,
                         b"".join(txn.message_chunks(b"\n")) if reply is None else None))
