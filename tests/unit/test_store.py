@@ -105,3 +105,31 @@ def test_opening_the_store_imports_no_datetime(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.sqlite")], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["None", "False", "False"]
+
+
+def _fresh(code: str, *args: str) -> list[str]:
+    """Run code in an interpreter without site (nothing imported beyond the bare start), the checkout on its path."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    return subprocess.run([sys.executable, "-S", "-c", code, *args], capture_output=True, text=True, check=True,
+                          env=env).stdout.split()
+
+
+def test_sqlite_is_imported_without_functools_and_its_statement_cache_works(tmp_path):
+    # 300 different statements, each run twice: past the cache's 128, so entries are evicted and made again.
+    code = ("import sys; from qpsmtpd_stdio.store import Store; db = Store(sys.argv[1], ('karma',));"
+            "ok = all(db.read(f'SELECT {i} + ?', (1,)) == [(i + 1,)] for i in list(range(300)) * 2);"
+            "loaded = [m in sys.modules for m in ('functools', 'collections')];"
+            "import functools; print(ok, *loaded, hasattr(functools, 'reduce'), functools.lru_cache.__module__)")
+    assert _fresh(code, str(tmp_path / "s.sqlite")) == ["True", "False", "False", "True", "functools"]
+
+
+def test_sqlite_still_opens_when_the_lender_cannot_be_built(tmp_path):
+    code = ("import sys; sys.modules['_functools'] = None; from qpsmtpd_stdio.store import Store;"
+            "db = Store(sys.argv[1], ('karma',)); print(db.get('karma', '192.0.2.1', ('naughty',)),"
+            "sys.modules['functools'].lru_cache.__module__)")
+    assert _fresh(code, str(tmp_path / "s.sqlite")) == ["None", "functools"]
