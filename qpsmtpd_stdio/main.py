@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(opts["config"], *opts["import"], sys.stdout)
 
+    import gc
+
+    gc.disable()  # start-up makes no garbage worth a collection; serve() turns the collector back on
     log = Log(to_syslog=stderr_socket)
     redirect_std_streams(log)
     from .config import Config, find_config_dir
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             transcript_path = os.path.join(config.directory, transcript_path)
         transport.transcript = Transcript.open(transcript_path, connection, log)
     try:
-        serve(config, log, transport, connection, smtps=opts.get("smtps", False))
+        serve(config, log, transport, connection, smtps=opts.get("smtps", False), freeze=True)
         transport.close()  # lingering close: no RST may destroy the last reply
     except Terminate:
         pass
@@ -134,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def serve(config, log, transport, connection, smtps: bool = False):
+def serve(config, log, transport, connection, smtps: bool = False, freeze: bool = False):
     """Load the logging plugins and the plugins, then run one session over `transport`.
 
     Returns the Session, or None when a plugin failed to load (the client then
     got 421). qpsmtpd_stdio.testing runs sessions in-process through here too.
+    `freeze`: this process serves this session alone, so what start-up made (modules, plugins) lives to
+    its end; it is moved out of the collector's sight, and the collections during the session and the
+    one at exit skip it (about 9 M instructions of a 64 M session).
     """
     from .pluginhost import PluginHost
     from .protocol import Reply
@@ -164,6 +170,11 @@ def serve(config, log, transport, connection, smtps: bool = False):
         except Exception:
             pass
         return None
+    if freeze:
+        import gc
+
+        gc.freeze()
+        gc.enable()
     log(7, f"connection from {connection.remote_label} to {connection.local_ip}:{connection.local_port}")
     try:
         session.run()

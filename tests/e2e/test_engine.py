@@ -134,6 +134,17 @@ def test_plugin_dirs_override_shipped_plugins(smtp):
     assert b"550 5.7.1 site override" in r.stdout
 
 
+def test_the_collector_is_on_during_the_session_with_start_up_frozen(smtp):
+    # main() turns the collector off for start-up and serve() must turn it back on: a long session makes cycles.
+    smtp.plugin("gcstate", "import gc\n"
+                "def hook_data_post(plugin, txn):\n"
+                "    txn.add_header('X-GC', f'{gc.isenabled()} {gc.get_freeze_count() > 0}')\n")
+    smtp.plugins("rcpt_ok", "gcstate", f"queue/maildir {smtp.maildir}")
+    smtp.run(simple_session())
+    [msg] = smtp.messages()
+    assert b"X-GC: True True\n" in msg
+
+
 def test_plugin_listed_twice_with_different_arguments(smtp):
     smtp.plugin("tag", "def register(plugin, name):\n    plugin.tag = name\n"
                 "def hook_data_post(plugin, txn):\n    txn.add_header('X-Tag', plugin.tag)\n")
