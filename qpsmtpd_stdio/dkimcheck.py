@@ -12,17 +12,21 @@ RANK = ("pass", "temperror", "fail", "policy", "permerror", "neutral", "none")  
 
 
 def load():
-    """dkimpy, with a stub for its DNS module (~40-90 ms of dnspython imports saved)."""
+    """dkimpy, with a stub for its DNS module (~40-90 ms of dnspython imports saved), and without logging
+    (standins.py: ~10 ms; it logs only to a logger not given, and this module always gives _Log)."""
     import sys
-    import types
+
+    from .standins import import_with, stand_in
 
     if "dkim" not in sys.modules and "dkim.dnsplug" not in sys.modules:
-        stub = types.ModuleType("dkim.dnsplug")
-        stub.get_txt = lambda name, timeout=5: None
-        sys.modules["dkim.dnsplug"] = stub
-    import dkim
+        sys.modules["dkim.dnsplug"] = stand_in("dkim.dnsplug", get_txt=lambda name, timeout=5: None)
+    return import_with("dkim", stand_in("logging", DEBUG=10, NullHandler=_null_handler))
 
-    return dkim
+
+def _null_handler():
+    import logging
+
+    return logging.NullHandler()
 
 
 def verify(message: bytes, resolver) -> list[dict]:

@@ -22,7 +22,7 @@ directory named by config file `store_dir`, else in /var/lib/qpsmtpd if that dir
 ($QPSMTPD_CONFIG; qpsmtpd's last choice too). Each plugin creates its own table on first use.
 SQLite (its C module `_sqlite3`, without the datetime adapters of `sqlite3`) is
 imported only by a connection that reaches such a plugin's hook, and without
-functools (see sqlite_module()).
+functools (sqlite_module()).
 
 Sites with several MX hosts can share one Redis instead: config file `store`
 (or plugin argument `store`) holding `redis://host:port/db` (also rediss://,
@@ -155,36 +155,15 @@ def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: 
 
 
 def sqlite_module():
-    """`_sqlite3`; when nothing has imported it or functools yet, imported without functools.
+    """`_sqlite3`, imported without functools (standins.py): it takes only lru_cache, whose C code is _functools'."""
+    from _functools import _lru_cache_wrapper
 
-    _sqlite3 takes `functools.lru_cache` for its statement cache when it is imported, and functools
-    pulls in collections: 9-10 M instructions (about 3 ms) on every connection with a store, for one
-    name. The C cache behind lru_cache lives in _functools, so a stand-in module lends it for the
-    import and leaves sys.modules at once; if an interpreter wants more of functools, the import is
-    made again the ordinary way.
-    """
-    import sys
+    from .standins import import_with, stand_in
 
-    if "_sqlite3" in sys.modules or "functools" in sys.modules:
-        import _sqlite3
+    def lru_cache(maxsize=128, typed=False):
+        return lambda function: _lru_cache_wrapper(function, maxsize, typed, tuple)
 
-        return _sqlite3
-    try:
-        from _functools import _lru_cache_wrapper
-
-        lender = type(sys)("functools")
-        lender.lru_cache = lambda maxsize=128, typed=False: lambda f: _lru_cache_wrapper(f, maxsize, typed, tuple)
-        sys.modules["functools"] = lender
-        try:
-            import _sqlite3
-        finally:
-            if sys.modules.get("functools") is lender:
-                del sys.modules["functools"]
-        return _sqlite3
-    except (ImportError, AttributeError, TypeError):
-        import _sqlite3  # the ordinary import; raises if SQLite itself is missing
-
-        return _sqlite3
+    return import_with("_sqlite3", stand_in("functools", lru_cache=lru_cache))
 
 
 class Store:

@@ -127,9 +127,3 @@ def test_sqlite_is_imported_without_functools_and_its_statement_cache_works(tmp_
             "import functools; print(ok, *loaded, hasattr(functools, 'reduce'), functools.lru_cache.__module__)")
     assert _fresh(code, str(tmp_path / "s.sqlite")) == ["True", "False", "False", "True", "functools"]
 
-
-def test_sqlite_still_opens_when_the_lender_cannot_be_built(tmp_path):
-    code = ("import sys; sys.modules['_functools'] = None; from qpsmtpd_stdio.store import Store;"
-            "db = Store(sys.argv[1], ('karma',)); print(db.get('karma', '192.0.2.1', ('naughty',)),"
-            "sys.modules['functools'].lru_cache.__module__)")
-    assert _fresh(code, str(tmp_path / "s.sqlite")) == ["None", "functools"]
