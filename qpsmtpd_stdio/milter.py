@@ -2,7 +2,7 @@
 
 Sans-I/O, as protocol.py: `packet()` and the `*_packet` helpers return
 bytes, and `Reader` turns received bytes (fed in any pieces) into `Reply`
-objects; the plugin (plugins/milter.py) owns the sockets and the timeouts.
+objects; milterclient.py owns the sockets and the timeouts.
 
 A packet is a 4-octet big-endian length, then one command octet, then the
 data. Every reply from a milter is bounded: a packet longer than MAX_PACKET
