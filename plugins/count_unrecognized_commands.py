@@ -21,18 +21,12 @@ Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY_DISCONNECT, LOGINFO, LOGWARN
-from qpsmtpd_stdio.digits import number
 
 DEFAULT = 4
 
 
 def register(plugin, limit=None, *rest):
-    plugin.limit = DEFAULT
-    if limit is not None:
-        if number(limit):
-            plugin.limit = number(limit)
-        else:
-            plugin.log(LOGWARN, f"bad limit {limit!r}; using {DEFAULT}")
+    plugin.limit = plugin.whole_number(limit, DEFAULT, "limit")
     if rest:
         plugin.log(LOGWARN, "ignoring additional arguments")
 

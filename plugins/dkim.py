@@ -61,8 +61,7 @@ def hook_data_post(plugin, txn):
         return sign(plugin, txn)
     if plugin.is_immune(txn):
         return DECLINED
-    if conn.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
+    if plugin.is_naughty():
         return DECLINED
     from qpsmtpd_stdio.dkimcheck import RANK, verify  # dkimcheck imports dkimpy only when verify() runs
 

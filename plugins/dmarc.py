@@ -60,8 +60,7 @@ def hook_data_post(plugin, txn):
     conn = plugin.connection
     if plugin.is_immune(txn):
         return DECLINED
-    if conn.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
+    if plugin.is_naughty():
         return DECLINED
     domains = {d for value in txn.header.get_all("From") for d in from_domains(value)}
     if len(domains) != 1 or txn.header.count("From") != 1:

@@ -111,8 +111,7 @@ def greylist(plugin, txn, sender, rcpt=None):
     conn = plugin.connection
     if plugin.is_immune(txn):
         return False
-    if conn.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
+    if plugin.is_naughty():
         return False
     parts = [conn.remote_ip] if plugin.flags["remote_ip"] else []
     if plugin.flags["sender"]:

@@ -21,18 +21,12 @@ Imports at load: none beyond the core.
 """
 
 from qpsmtpd_stdio import DECLINED, DENY, LOGINFO, LOGWARN
-from qpsmtpd_stdio.digits import number
 
 DEFAULT = 100
 
 
 def register(plugin, limit=None, *rest):
-    plugin.max_hops = DEFAULT
-    if limit is not None:
-        if number(limit):
-            plugin.max_hops = number(limit)
-        else:
-            plugin.log(LOGWARN, f"invalid max_hops value {limit!r}; using {DEFAULT}")
+    plugin.max_hops = plugin.whole_number(limit, DEFAULT, "max_hops")
     if rest:
         plugin.log(LOGWARN, "ignoring additional arguments")
 

@@ -67,11 +67,7 @@ def register(plugin, *args):
 
 def hook_data_post(plugin, txn):
     opts = plugin.opts
-    if plugin.connection.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
-        return DECLINED
-    if txn.data_size > number(opts["max_size"]) * 1024:
-        plugin.log(LOGINFO, f"skip, too large ({txn.data_size})")
+    if plugin.is_naughty() or plugin.too_big(txn, number(opts["max_size"])):
         return DECLINED
     from qpsmtpd_stdio import rspamdclient  # the protocol's module, only for a message that is scanned
 

@@ -58,11 +58,7 @@ def hook_data_post(plugin, txn):
     conn, opts = plugin.connection, plugin.opts
     if plugin.is_immune(txn):
         return DECLINED
-    if conn.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
-        return DECLINED
-    if txn.data_size > float(opts["max_size"]) * 1024:
-        plugin.log(LOGINFO, f"skip, too large ({txn.data_size})")
+    if plugin.is_naughty() or plugin.too_big(txn, float(opts["max_size"])):
         return DECLINED
     old = [name for name in dict.fromkeys(txn.header.names()) if name.lower().startswith("x-spam-")]
     action = opts["leave_old_headers"].lower()

@@ -5,7 +5,8 @@ netlist, authresults, store, smtpclient...) are all a plugin may use. Loading
 and running plugins is pluginhost.py's job.
 """
 
-from .constants import DECLINED, DENY, DENY_DISCONNECT, LOGINFO, REJECT_TYPES, RETURN_CODE_NAMES
+from .constants import DECLINED, DENY, DENY_DISCONNECT, LOGINFO, LOGWARN, REJECT_TYPES, RETURN_CODE_NAMES
+from .digits import number
 
 
 class Plugin:
@@ -95,9 +96,31 @@ class Plugin:
             notes.setdefault("naughty_reject_type", reject_type)
         return DECLINED
 
-    def is_naughty(self) -> bool:
-        """True once a plugin has kept a refusal for the `naughty` plugin (qpsmtpd's is_naughty)."""
-        return bool(self.connection.notes.get("naughty"))
+    def is_naughty(self, *, quiet: bool = False) -> bool:
+        """True once a plugin has kept a refusal for the `naughty` plugin (qpsmtpd's is_naughty); logs
+        "skip, naughty" at LOGINFO unless `quiet`, as the plugins that then skip their check say."""
+        if not self.connection.notes.get("naughty"):
+            return False
+        if not quiet:
+            self.log(LOGINFO, "skip, naughty")
+        return True
+
+    def too_big(self, txn, max_kb: float) -> bool:
+        """True, logged "skip, too large (N)", for a message over `max_kb` kilobytes (a filter's max_size)."""
+        if txn.data_size <= max_kb * 1024:
+            return False
+        self.log(LOGINFO, f"skip, too large ({txn.data_size})")
+        return True
+
+    def whole_number(self, text: str | None, default: int, what: str) -> int:
+        """A positive whole number argument; `default` when it is missing, or when it is not one (logged)."""
+        if text is None:
+            return default
+        value = number(text)
+        if not value:
+            self.log(LOGWARN, f"invalid {what} {text!r}; using {default}")
+            return default
+        return value
 
     def adjust_karma(self, value: int) -> None:
         """Add `value` (good: positive) to this connection's karma, which the `karma` plugin records (qpsmtpd's)."""

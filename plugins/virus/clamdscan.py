@@ -52,11 +52,7 @@ def _yes(value):
 
 def hook_data_post(plugin, txn):
     opts = plugin.opts
-    if plugin.connection.notes.get("naughty"):
-        plugin.log(LOGINFO, "skip, naughty")
-        return DECLINED
-    if txn.data_size > float(opts["max_size"]) * 1024:
-        plugin.log(LOGINFO, f"skip, too big ({txn.data_size})")
+    if plugin.is_naughty() or plugin.too_big(txn, float(opts["max_size"])):
         return DECLINED
     if not _yes(opts["scan_all"]) and "multipart/" not in (txn.header.get("Content-Type") or "").lower():
         plugin.log(LOGNOTICE, "skip, not multipart")

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO
@@ -260,10 +261,26 @@ def test_deferred_rejects_naughty_and_karma():
     plugin.store_deferred_reject("fourth", "perm")
     notes = plugin.connection.notes
     assert notes["naughty"] == "first\r\nsecond\r\nthird\r\nfourth" and notes["naughty_reject_type"] == "temp"
-    assert plugin.is_naughty()
+    assert plugin.is_naughty(quiet=True) and messages(plugin) == []
+    assert plugin.is_naughty() and messages(plugin) == ["skip, naughty"]
     plugin.adjust_karma(2)
     plugin.adjust_karma(-5)
     assert notes["karma"] == -3
+
+
+@pytest.mark.parametrize("text, value, logged", [(None, 4, []), ("12", 12, []), ("0", 4, ["invalid limit '0'; using 4"]),
+                                                ("x1", 4, ["invalid limit 'x1'; using 4"]),
+                                                ("\u0664", 4, ["invalid limit '\u0664'; using 4"])])
+def test_whole_number_argument(text, value, logged):
+    plugin = make()
+    assert plugin.whole_number(text, 4, "limit") == value and messages(plugin) == logged
+
+
+def test_too_big_for_a_filter():
+    plugin = make()
+    txn = SimpleNamespace(data_size=2048)
+    assert not plugin.too_big(txn, 2) and messages(plugin) == []  # exactly max_size: scanned
+    assert plugin.too_big(txn, 1.5) and messages(plugin) == ["skip, too large (2048)"]
 
 
 def test_data_headers_end_sees_the_header_before_received_and_data_post(tmp_path):

@@ -76,7 +76,7 @@ def test_deny_viruses_no_accepts_with_headers(smtp, clamd):
 def test_size_and_multipart_limits_skip_the_scan(smtp, clamd):
     smtp.plugins = ["relay", f"virus/clamdscan clamd_port {clamd.port} clamd_host 127.0.0.1 max_size 1", "rcpt_ok"]
     r = send(smtp, infected(padding=2000))
-    assert r.codes[5] == 250 and "skip, too big" in r.log_text
+    assert r.codes[5] == 250 and "skip, too large" in r.log_text
     smtp.plugins = ["relay", f"virus/clamdscan clamd_port {clamd.port} clamd_host 127.0.0.1 scan_all 0", "rcpt_ok"]
     r = send(smtp, CLEAN.replace("hello", "x") + EICAR.decode() + "\r\n")
     assert r.codes[5] == 250 and "skip, not multipart" in r.log_text

@@ -37,7 +37,7 @@ def test_bad_limit_uses_default(smtp):
     smtp.plugins("count_unrecognized_commands many", "relay", "rcpt_ok")
     r = smtp.run(dialogue("EHLO c.example", *junk(5)))
     assert r.codes == [220, 250, 500, 500, 500, 521]
-    assert "bad limit 'many'" in r.log
+    assert "invalid limit 'many'; using 4" in r.log
 
 
 def test_without_the_plugin_no_disconnect(smtp):
