@@ -11,24 +11,11 @@ bounded by libFuzzer's -timeout (a quadratic regex would show up there).
 See fuzz/README.md.
 """
 
-import os
 import re
-import sys
 
+from harness import fuzz, instrumented
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-try:
-    import atheris
-except ImportError:  # tests/unit/test_fuzz_corpus.py replays the corpus without atheris
-    atheris = None
-
-if atheris:
-    with atheris.instrument_imports(include=["qpsmtpd_stdio"]):
-        from qpsmtpd_stdio.address import AddressError, parse_path, split_mail_arg
-        from qpsmtpd_stdio.esmtp import parse_params
-else:
+with instrumented():
     from qpsmtpd_stdio.address import AddressError, parse_path, split_mail_arg
     from qpsmtpd_stdio.esmtp import parse_params
 
@@ -65,8 +52,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":

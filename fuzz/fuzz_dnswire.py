@@ -14,24 +14,12 @@ dnspython is installed, it reads the same packet and must agree
 See fuzz/README.md.
 """
 
-import os
-import sys
+from harness import fuzz, instrumented
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-
-try:
-    import atheris
-except ImportError:  # tests/unit/test_fuzz_corpus.py replays the corpus without atheris
-    atheris = None
-
-if atheris:
-    with atheris.instrument_imports(include=["qpsmtpd_stdio"]):
-        from qpsmtpd_stdio import dnswire
-        from qpsmtpd_stdio.netlist import parse_ip
-else:
+with instrumented():
     from qpsmtpd_stdio import dnswire
     from qpsmtpd_stdio.netlist import parse_ip
+
 try:
     import dnsdiff
 except ImportError:  # no dnspython: the invariants alone
@@ -70,8 +58,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":

@@ -10,26 +10,11 @@ invariant of smtpdriver.check() and give the same events, replies and messages.
 See fuzz/README.md.
 """
 
-import os
-import sys
+from harness import fuzz, instrumented
 
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-try:
-    import atheris
-except ImportError:  # tests/unit/test_fuzz_corpus.py replays the corpus without atheris
-    atheris = None
-
-if atheris:
-    with atheris.instrument_imports(include=["qpsmtpd_stdio", "smtpdriver"]):
-        from smtpdriver import check, drive
-else:
+with instrumented("smtpdriver"):
+    from qpsmtpd_stdio.protocol import ProtocolError
     from smtpdriver import check, drive
-
-from qpsmtpd_stdio.protocol import ProtocolError  # noqa: E402
 
 LIMITS = [(512, 1000), (512, 0), (64, 80), (16, 20), (2048, 4096)]
 
@@ -58,8 +43,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":
