@@ -8,7 +8,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -303,19 +302,7 @@ class Bench(Setup):
                     "failed": sum(r["failed"] for r in runs), "done": sum(r["done"] for r in runs),
                     "errors": sorted({e for r in runs for e in r["errors"]})[:3]}
         finally:
-            try:
-                pid = int(pidfile.read_text().split()[0]) if pidfile.exists() else proc.pid
-            except ValueError:
-                pid = proc.pid
-            if pid == proc.pid:
-                os.kill(pid, signal.SIGTERM)
-            else:
-                proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            load_support("downstream").stop(proc)  # xinetd runs in the foreground (-dontfork): proc is it
 
     # Profiles ----------------------------------------------------------------------------------
     def profiles(self) -> None:

@@ -25,6 +25,20 @@ def series(table, keys_xs, field, scale=1.0):
     return xs, ys, [lo, hi]
 
 
+def lines(ax, pick, field, scale=1.0):
+    """One line per server; pick(server) gives (its rows, [(x, key)...])."""
+    for s, label, color in SERVERS:
+        xs, ys, err = series(*pick(s), field, scale)
+        if xs:
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+
+
+def titled(ax, title, xlabel, ylabel):
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+
+
 def main():
     res = json.load(open(sys.argv[1]))
     L, M = res.get("latency") or {}, res.get("messages") or {}
@@ -35,41 +49,25 @@ def main():
     base = (L.get("pass") or {}).get("wall_ms")
 
     ax = axes[0]
-    for s, label, color in SERVERS:
-        xs, ys, err = series(L, [(n, f"d{n}-{s}") for n in plugins], "wall_ms")
-        if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    lines(ax, lambda s: (L, [(n, f"d{n}-{s}") for n in plugins]), "wall_ms")
     if base:
         ax.axhline(base["median"], ls="--", color="gray", label="python3 -c pass")
         ax.axhline(2.5 * base["median"], ls=":", color="gray", label="2.5× python3 -c pass")
-    ax.set(title="Session latency vs plugin count", xlabel="trivial plugins (+ rcpt_ok, queue/maildir)",
-           ylabel="ms per session (median, IQR)")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    titled(ax, "Session latency vs plugin count", "trivial plugins (+ rcpt_ok, queue/maildir)",
+          "ms per session (median, IQR)")
 
     ax = axes[1]
-    for s, label, color in SERVERS:
-        xs, ys, err = series(L, [(n, f"b-r{n}-{s}") for n in rcpts], "wall_ms")
-        if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    lines(ax, lambda s: (L, [(n, f"b-r{n}-{s}") for n in rcpts]), "wall_ms")
     if base:
         ax.axhline(base["median"], ls="--", color="gray", label="python3 -c pass")
-    ax.set(title="Session latency vs recipients ((b) plugin set)", xlabel="recipients (RCPT TO) in the message",
-           ylabel="ms per session")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    titled(ax, "Session latency vs recipients ((b) plugin set)", "recipients (RCPT TO) in the message", "ms per session")
 
     ax = axes[2]
     sizes = sorted(int(k) for k in M)
-    for s, label, color in SERVERS:
-        xs, ys, err = series({k: v.get(s) for k, v in M.items()}, [(n, str(n)) for n in sizes], "rss_kb", 1 / 1024)
-        if xs:
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label, color=color)
+    lines(ax, lambda s: ({k: v.get(s) for k, v in M.items()}, [(n, str(n)) for n in sizes]), "rss_kb", 1 / 1024)
     if sizes:
         ax.set_xscale("log")
-    ax.set(title="Peak RSS vs message size", xlabel="message size, MiB (log scale)", ylabel="peak RSS, MB")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    titled(ax, "Peak RSS vs message size", "message size, MiB (log scale)", "peak RSS, MB")
 
     if D:
         ax = axes[3]

@@ -277,18 +277,8 @@ class Setup:
             return
         self.strace = shutil.which("strace")
         self.results["meta"]["dns_check"] = {}
-        try:
-            self.dns = mod.DNSServer(self.work / "dns-py", DNS_RECORDS, log_queries=True).start()
-        except Exception as exc:  # noqa: BLE001
-            self.c_why = f"dnsmasq did not start: {str(exc)[:200]}"
-            return
-        self.build_c_config("py")
-        ok, why = self.verify_dns("py", self.dns)
-        if not ok:
-            del self.cfg["c", "py"]
-            self.c_why = why
-            return
-        if not self.qp_available:
+        self.c_why = self.start_c_dns(mod, "py", "dns")
+        if self.c_why or not self.qp_available:
             return
         # Net::DNS (qpsmtpd, Mail::SPF) takes its nameservers from /etc/resolv.conf, whose nameserver is off this
         # machine, and asks port 53 only. RES_NAMESERVERS cannot replace it: the oracle launcher runs under
@@ -309,16 +299,25 @@ class Setup:
             self.c_qp_why = "not run: could not give qpsmtpd a private /etc/resolv.conf (unshare -m, mount --bind)"
         else:
             self.qp_netns = ns
-            try:
-                self.dns_qp = mod.DNSServer(self.work / "dns-qp", DNS_RECORDS, port=53, log_queries=True).start()
-            except Exception as exc:  # noqa: BLE001
-                self.c_qp_why = f"not run: dnsmasq on 127.0.0.1:53 did not start: {str(exc)[:200]}"
-                return
-            self.build_c_config("qp")
-            ok, why = self.verify_dns("qp", self.dns_qp)
-            if not ok:
-                del self.cfg["c", "qp"]
+            why = self.start_c_dns(mod, "qp", "dns_qp", port=53)
+            if why:
                 self.c_qp_why = "not run: " + why
+
+    def start_c_dns(self, mod, server: str, attr: str, **kwargs) -> str | None:
+        """(c)'s dnsmasq for `server` (kept in self.<attr>, stopped by run()), its config, and the check that
+        the server asks it: None, or why (c) is not measured for that server."""
+        try:
+            setattr(self, attr, mod.DNSServer(self.work / f"dns-{server}", DNS_RECORDS, log_queries=True,
+                                              **kwargs).start())
+        except Exception as exc:  # noqa: BLE001 - any failure only leaves (c) unmeasured
+            where = " on 127.0.0.1:53" if kwargs.get("port") == 53 else ""
+            return f"dnsmasq{where} did not start: {str(exc)[:200]}"
+        self.build_c_config(server)
+        ok, why = self.verify_dns(server, getattr(self, attr))
+        if not ok:
+            del self.cfg["c", server]
+            return why
+        return None
 
     def build_c_config(self, server: str) -> None:
         pdir = self.pdir_py if server == "py" and self.substituted else None

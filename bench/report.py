@@ -83,33 +83,25 @@ def evaluate(b: Bench) -> list[dict]:
         x, y = med(a, "cpu_ms"), med(b, "cpu_ms")
         return x / y if x and y else None
 
+    def ratio(key, target, a, b, goal, why):
+        """A latency target of `a` over `b`, met at `goal` or less (and the CPU-time ratio beside it)."""
+        if not (med(a) and med(b)):
+            add(key, target, why, None)
+            return
+        r = med(a) / med(b)
+        add(key, target, f"{r:.2f}x ({med(a):.1f} vs {med(b):.1f} ms; CPU time {cpu_ratio(a, b)})", r <= goal,
+            cpu_met=None if cpu_r(a, b) is None else cpu_r(a, b) <= goal)
+
     bpy, bqp, bpass = L.get("b-r1-py"), L.get("b-r1-qp"), L.get("pass")
-    if med(bpy) and med(bpass):
-        r = med(bpy) / med(bpass)
-        add("b_pass", "(b) session latency <= 2.5x `python3 -c pass`",
-            f"{r:.2f}x ({med(bpy):.1f} vs {med(bpass):.1f} ms; CPU time {cpu_ratio(bpy, bpass)})", r <= 2.5,
-            cpu_met=None if cpu_r(bpy, bpass) is None else cpu_r(bpy, bpass) <= 2.5)
-    else:
-        add("b_pass", "(b) session latency <= 2.5x `python3 -c pass`", "not measured", None)
-    if med(bpy) and med(bqp):
-        r = med(bpy) / med(bqp)
-        add("b_qp", "(b) session latency <= 0.25x qpsmtpd",
-            f"{r:.2f}x ({med(bpy):.1f} vs {med(bqp):.1f} ms; CPU time {cpu_ratio(bpy, bqp)})", r <= 0.25,
-            cpu_met=None if cpu_r(bpy, bqp) is None else cpu_r(bpy, bqp) <= 0.25)
-    else:
-        add("b_qp", "(b) session latency <= 0.25x qpsmtpd", "not measured (qpsmtpd not installed)" if not b.qp_available else "not measured", None)
+    ratio("b_pass", "(b) session latency <= 2.5x `python3 -c pass`", bpy, bpass, 2.5, "not measured")
+    ratio("b_qp", "(b) session latency <= 0.25x qpsmtpd", bpy, bqp, 0.25,
+          "not measured (qpsmtpd not installed)" if not b.qp_available else "not measured")
     if med(bpy, "rss_kb"):
         mb = med(bpy, "rss_kb") / 1024
         add("b_rss", "(b) peak RSS <= 16 MB", f"{mb:.1f} MB", mb <= 16)
     cpy, cqp = L.get("c-py"), L.get("c-qp")
-    if med(cpy) and med(cqp):
-        r = med(cpy) / med(cqp)
-        add("c_qp", "(c) DNS session <= 0.5x qpsmtpd with its DNS plugins",
-            f"{r:.2f}x ({med(cpy):.1f} vs {med(cqp):.1f} ms; CPU time {cpu_ratio(cpy, cqp)})", r <= 0.5,
-            cpu_met=None if cpu_r(cpy, cqp) is None else cpu_r(cpy, cqp) <= 0.5)
-    else:
-        add("c_qp", "(c) DNS session <= 0.5x qpsmtpd with its DNS plugins",
-            f"not measured ({b.c_why or b.c_qp_why or 'not selected'})", None)
+    ratio("c_qp", "(c) DNS session <= 0.5x qpsmtpd with its DNS plugins", cpy, cqp, 0.5,
+          f"not measured ({b.c_why or b.c_qp_why or 'not selected'})")
     if med(cpy) and med(bpy):
         d = med(cpy) - med(bpy)
         dc = med(cpy, "cpu_ms") - med(bpy, "cpu_ms")
