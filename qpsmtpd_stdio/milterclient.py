@@ -78,7 +78,8 @@ def _esmtp_args(params: dict | None) -> list[str]:
 
 class Conversation:
     """One milter for one session. What it has been told (HELO, the transaction, the recipients) is noted, so
-    that a stage a plugin listed earlier answered for is caught up on later; the notes outlive a reconnection."""
+    that a stage a plugin listed earlier answered for is caught up on later; close() forgets them, so a
+    milter reopened later hears the session again from HELO."""
 
     def __init__(self, where: str, timeout: int, connect_timeout: int, connection: "Connection", me: str) -> None:
         self.where, self.timeout, self.connect_timeout = where, timeout, connect_timeout
