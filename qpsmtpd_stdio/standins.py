@@ -1,8 +1,10 @@
 """Importing a library without the modules it names but does not use while being imported.
 
-Two libraries on the per-connection path pay for imports they do not need:
-- `_sqlite3` takes `functools.lru_cache` for its statement cache, and functools
-  brings collections: 9-10 M instructions (about 3 ms) for one name;
+Libraries on the per-connection path pay for imports they do not need:
+- `_sqlite3` takes `functools.lru_cache` for its statement cache, and `re`
+  (imported by dkimpy) takes lru_cache and, through enum, `reduce`; functools
+  brings collections: 9-10 M instructions (about 3 ms) for two names whose C
+  code is in `_functools` (lent_functools());
 - dkimpy imports logging for a default logger this server never asks for (it
   passes its own), and logging brings traceback, threading, string, weakref...:
   about 33 M instructions (10 ms).
@@ -33,6 +35,17 @@ def stand_in(name: str, **attributes) -> ModuleType:
 
     module.__getattr__ = __getattr__
     return module
+
+
+def lent_functools() -> ModuleType:
+    """A functools stand-in lending what `_sqlite3`, `re` and `enum` take at import: lru_cache and reduce."""
+    from _functools import _lru_cache_wrapper, reduce
+
+    def lru_cache(maxsize=128, typed=False):
+        # functools' own lru_cache with a plain tuple for cache_info() (functools makes a namedtuple of it)
+        return lambda function: _lru_cache_wrapper(function, maxsize, typed, tuple)
+
+    return stand_in("functools", lru_cache=lru_cache, reduce=reduce)
 
 
 def import_with(name: str, *stand_ins: ModuleType) -> ModuleType:

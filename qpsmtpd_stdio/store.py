@@ -156,14 +156,9 @@ def with_store(owner, tables, action, why: str, db_dir: str | None = None, url: 
 
 def sqlite_module():
     """`_sqlite3`, imported without functools (standins.py): it takes only lru_cache, whose C code is _functools'."""
-    from _functools import _lru_cache_wrapper
+    from .standins import import_with, lent_functools
 
-    from .standins import import_with, stand_in
-
-    def lru_cache(maxsize=128, typed=False):
-        return lambda function: _lru_cache_wrapper(function, maxsize, typed, tuple)
-
-    return import_with("_sqlite3", stand_in("functools", lru_cache=lru_cache))
+    return import_with("_sqlite3", lent_functools())
 
 
 class Store:

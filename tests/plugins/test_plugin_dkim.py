@@ -167,3 +167,22 @@ def test_dkimpy_is_imported_only_for_a_signed_message_and_without_logging(server
     unsigned, signed = sorted(cfg.messages(), key=lambda m: b"DKIM-Signature:" in m)
     assert b"\nX-Dkimpy: False False" in unsigned and b"dkim=none" in unsigned
     assert b"\nX-Dkimpy: True False" in signed and b"dkim=pass" in signed  # dkimpy's logging stood in for
+
+
+def test_dkimpy_loads_and_verifies_without_logging_functools_or_collections(keys, tmp_path):
+    # In a fresh interpreter without site: a wheel install's view (an editable install's finder imports functools).
+    import os
+    import sys
+    from pathlib import Path
+
+    signed = tmp_path / "signed.eml"
+    signed.write_text(sign(MSG, keys["sel"][0]))
+    record = f"v=DKIM1; k=rsa; p={keys['sel'][1]}"
+    code = ("import sys; from qpsmtpd_stdio import dkimcheck; dkim = dkimcheck.load();"
+            "d = dkim.DKIM(open(sys.argv[1], 'rb').read(), logger=dkimcheck._Log());"
+            "ok = d.verify(dnsfunc=lambda name, timeout=5: sys.argv[2].encode());"
+            "print(ok, *(m in sys.modules for m in ('logging', 'functools', 'collections')))")
+    path = os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(Path(dkim.__file__).parents[1])])
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(signed), record], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=path))
+    assert out.stdout.split() == ["True", "False", "False", "False"], out.stderr
