@@ -169,20 +169,42 @@ def test_dkimpy_is_imported_only_for_a_signed_message_and_without_logging(server
     assert b"\nX-Dkimpy: True False" in signed and b"dkim=pass" in signed  # dkimpy's logging stood in for
 
 
-def test_dkimpy_loads_and_verifies_without_logging_functools_or_collections(keys, tmp_path):
+@pytest.mark.parametrize("pad, openssl", [(0, False), (300 * 1024, True)])
+def test_dkimpy_loads_and_verifies_without_logging_functools_or_collections(keys, tmp_path, pad, openssl):
     # In a fresh interpreter without site: a wheel install's view (an editable install's finder imports functools).
+    # A small message is hashed by the built-in SHA-256, a large one (past BUILTIN_HASH_MAX) by hashlib's OpenSSL.
     import os
     import sys
     from pathlib import Path
 
     signed = tmp_path / "signed.eml"
-    signed.write_text(sign(MSG, keys["sel"][0]))
+    signed.write_text(sign(MSG + ("x" * 70 + "\r\n") * (pad // 72), keys["sel"][0]))
     record = f"v=DKIM1; k=rsa; p={keys['sel'][1]}"
-    code = ("import sys; from qpsmtpd_stdio import dkimcheck; dkim = dkimcheck.load();"
-            "d = dkim.DKIM(open(sys.argv[1], 'rb').read(), logger=dkimcheck._Log());"
+    code = ("import sys; from qpsmtpd_stdio import dkimcheck; m = open(sys.argv[1], 'rb').read();"
+            "dkim = dkimcheck.load(len(m)); d = dkim.DKIM(m, logger=dkimcheck._Log());"
             "ok = d.verify(dnsfunc=lambda name, timeout=5: sys.argv[2].encode());"
-            "print(ok, *(m in sys.modules for m in ('logging', 'functools', 'collections')))")
+            "print(ok, *(n in sys.modules for n in ('logging', 'functools', 'collections', '_hashlib')))")
     path = os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(Path(dkim.__file__).parents[1])])
     out = subprocess.run([sys.executable, "-S", "-c", code, str(signed), record], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=path))
-    assert out.stdout.split() == ["True", "False", "False", "False"], out.stderr
+    assert out.stdout.split() == ["True", "False", "False", "False", str(openssl)], out.stderr
+
+
+def test_a_signature_made_with_the_built_in_hashes_verifies_with_openssl(keys, tmp_path):
+    import os
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "m.eml").write_text(MSG)
+    (tmp_path / "key.pem").write_bytes(keys["sel"][0])
+    code = ("import sys; from qpsmtpd_stdio import dkimcheck; m = open(sys.argv[1], 'rb').read();"
+            "lines = dkimcheck.sign(m, 'signed.test', 'sel', open(sys.argv[2]).read());"
+            "print('_hashlib' in sys.modules); print('\\r\\n\\t'.join(lines))")
+    path = os.pathsep.join([str(Path(__file__).resolve().parents[2]), str(Path(dkim.__file__).parents[1])])
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "m.eml"), str(tmp_path / "key.pem")],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=path))
+    loaded, _, value = out.stdout.partition("\n")
+    assert loaded == "False", out.stderr
+    signed = f"DKIM-Signature: {value.rstrip(chr(10))}\r\n{MSG}".encode()
+    record = f"v=DKIM1; k=rsa; p={keys['sel'][1]}".encode()
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record)  # here hashlib is OpenSSL's
