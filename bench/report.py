@@ -338,7 +338,9 @@ def render(b: Bench) -> str:
     out.append("")
     out.append("Throughput is timed by the client from the first body byte to the 250 after the final dot (the server "
                "spools, then queue/maildir writes, fsyncs the file and the new/ directory). `cat` is the plain copy "
-               "limit (page cache, no fsync); `dd conv=fsync` is the same copy made durable, as a Maildir delivery is. "
+               "limit (page cache, no fsync; coreutils 9 copies file to file with copy_file_range, inside the kernel, "
+               "where the server must read a socket); `dd conv=fsync` copies through user space (read, write) and "
+               "makes the copy durable, as a Maildir delivery is. "
                "At 1 MiB the rates mostly measure fixed costs (the fsyncs; for cat and dd, their own start-up), "
                "so only the RSS of that row is meant for comparison.")
     out.append("")
