@@ -5,7 +5,11 @@ Plugins import their return codes and log levels from here:
     from qpsmtpd_stdio import OK, DECLINED, DENY, LOGINFO
 """
 
-from .constants import (  # noqa: F401  (the public plugin API)
+from .bytecode import install
+
+install(__package__, __file__.rpartition("/")[0])  # the package's modules from their current bytecode cache
+
+from .constants import (  # noqa: E402, F401  (the public plugin API)
     DECLINED,
     DENY,
     DENY_DISCONNECT,

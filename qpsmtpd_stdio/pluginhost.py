@@ -24,6 +24,7 @@ import marshal
 import os
 import sys
 
+from .bytecode import cached_code
 from .constants import (
     DECLINED,
     DENY,
@@ -294,30 +295,6 @@ def format_traceback(exc: BaseException) -> str:
 
 
 # Compiled-code cache ---------------------------------------------------
-def _standard_pyc(bootstrap, path: str, source: bytes, key: bytes):
-    """The code from the `__pycache__/NAME.cpython-3X.pyc` that pip, compileall or the Debian package wrote
-    beside a plugin, if it is current (PEP 552: its source hash, or the source's mtime and size), else None.
-
-    The service user usually cannot write our own cache beside installed plugins; this one is there already.
-    """
-    try:
-        with open(bootstrap.cache_from_source(path), "rb") as fh:
-            blob = fh.read()
-        if blob[:4] != bootstrap.MAGIC_NUMBER:
-            return None
-        flags = int.from_bytes(blob[4:8], "little")
-        if flags & 1:  # hash-based
-            current = blob[8:16] == key[4:]
-        else:
-            st = os.stat(path)
-            current = (int.from_bytes(blob[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
-                       and int.from_bytes(blob[12:16], "little") == len(source) & 0xFFFFFFFF)
-        return marshal.loads(memoryview(blob)[16:]) if current else None
-    except (OSError, ValueError, EOFError, TypeError):
-        return None
-
-
-
 def load_code(path: str, write: bool | None = None, cached_only: bool = False):
     """The code object of the plugin at `path`, from the hash-keyed cache when it is current.
 
@@ -341,8 +318,8 @@ def load_code(path: str, write: bool | None = None, cached_only: bool = False):
             return marshal.loads(memoryview(blob)[len(key):])
     except (OSError, ValueError, EOFError, TypeError):
         pass
-    code = _standard_pyc(bootstrap, path, source, key)
-    if code is not None or cached_only:
+    code = cached_code(path, source)  # what pip, compileall or the Debian package wrote: the service user
+    if code is not None or cached_only:  # usually cannot write our own cache beside installed plugins
         return code
     try:
         code = compile(source, path, "exec", dont_inherit=True)
