@@ -75,9 +75,6 @@ class ModuleFinder:
         spec.cached = cache
         return spec
 
-    def invalidate_caches(self) -> None:
-        pass
-
 
 class _CachedLoader(_external.SourceFileLoader):
     """importlib's loader for a source file (get_source, get_data...), with the code already read."""
