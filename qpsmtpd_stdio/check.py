@@ -62,6 +62,7 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
     report = Report()
     user = user or (Config(directory).get_one("user") if os.geteuid() == 0 and os.path.isdir(directory) else None)
     psl = prepare_public_suffixes()  # as root, before becoming the user: the index lives in the package dir
+    precompile_package()  # as root too: the package's own bytecode caches (bytecode.py), then the plugins'
     if os.path.isdir(directory):
         precompile(Config(directory))  # likewise the plugins' bytecode caches, in dirs the user cannot write
     if user and os.geteuid() == 0:
@@ -86,6 +87,13 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
         check_includes(config, report)
         check_settings(config, report)
         loaded = check_plugins(config, report)
+        stale = uncached_modules()
+        if stale:
+            here = os.path.dirname(os.path.abspath(__file__))
+            report.warning(f"{here}: {len(stale)} module(s) of qpsmtpd-stdio have no current bytecode cache "
+                           f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}), so every session compiles "
+                           f"those it imports: run `in.qpsmtpd --check` as root (it writes them), or make "
+                           f"{os.path.join(here, '__pycache__')} writable for this user")
         check_unread(config, report)
         check_cdb(config, report)
         check_patterns(config, report)
@@ -120,6 +128,28 @@ def precompile(config) -> None:
                 pluginhost.load_code(path, write=True)
         except pluginhost.PluginLoadError:
             pass  # reported when the plugins are loaded
+
+
+def uncached_modules() -> list[str]:
+    """The package's modules whose standard bytecode cache is missing or stale (bytecode.py then leaves them to
+    the import system, which compiles them in every session that imports them)."""
+    from .bytecode import cached_code
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return sorted(name for name in os.listdir(here)
+                  if name.endswith(".py") and cached_code(os.path.join(here, name)) is None)
+
+
+def precompile_package() -> None:
+    """Write the standard bytecode cache of each module of the package that has none current."""
+    import py_compile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in uncached_modules():
+        try:
+            py_compile.compile(os.path.join(here, name), doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass  # reported by the check that follows
 
 
 def prepare_public_suffixes() -> tuple[str, str] | None:

@@ -284,3 +284,40 @@ def test_check_writes_the_plugin_caches_the_service_user_cannot(tmp_path):
                 "every session compiles it") in done.stdout, done.stdout
     finally:
         shutil.rmtree(root)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks as another user, which only root can become")
+def test_check_writes_the_package_caches_and_says_when_it_cannot(tmp_path):
+    # A copy of the checkout (package and plugins) with no bytecode cache, in root's dirs; nothing writes one
+    # on import (PYTHONDONTWRITEBYTECODE), so only the check's own writing can.
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from qpsmtpd_stdio import bytecode
+
+    root = Path(tempfile.mkdtemp(prefix="qpsmtpd-check-"))
+    try:
+        root.chmod(0o755)
+        checkout = Path(bytecode.__file__).parents[1]
+        for part in ("qpsmtpd_stdio", "plugins"):
+            shutil.copytree(checkout / part, root / part, ignore=shutil.ignore_patterns("__pycache__"))
+        config = root / "config"
+        config.mkdir(mode=0o755)
+        (config / "plugins").write_text(f"rcpt_ok\nqueue/maildir {root / 'Maildir'}\n")
+        argv = [sys.executable, "-S", "-c", "import sys; from qpsmtpd_stdio.main import main; sys.exit(main())",
+                "--check", "--config", str(config), "--user", "nobody"]
+        env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=root, env=env)
+        assert "rcpt_ok: works" in done.stdout and "of qpsmtpd-stdio have no current" not in done.stdout, done.stdout
+        package = root / "qpsmtpd_stdio"
+        assert bytecode.cached_code(str(package / "starttls.py")) is not None  # a module the check never imports
+        assert (package / "__pycache__").stat().st_uid == 0
+        shutil.rmtree(package / "__pycache__")
+        (package / "__pycache__").write_text("not a directory: no cache can be written here, even by root\n")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=root, env=env)
+        modules = len(list(package.glob("*.py")))
+        assert (f"{package}: {modules} module(s) of qpsmtpd-stdio have no current bytecode cache (__init__.py, "
+                "address.py, auth.py, ...), so every session compiles those it imports") in done.stdout, done.stdout
+    finally:
+        shutil.rmtree(root)
