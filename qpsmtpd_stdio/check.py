@@ -24,6 +24,7 @@ import os
 import sys
 
 MAX_SCANNED = 1 << 20  # config files larger than this (cdb maps...) are not scanned for $include
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # whose modules bytecode.py runs from their caches
 
 
 class Report:
@@ -89,11 +90,10 @@ def check(config_dir: str | None = None, out=None, user: str | None = None) -> i
         loaded = check_plugins(config, report)
         stale = uncached_modules()
         if stale:
-            here = os.path.dirname(os.path.abspath(__file__))
-            report.warning(f"{here}: {len(stale)} module(s) of qpsmtpd-stdio have no current bytecode cache "
+            report.warning(f"{PACKAGE_DIR}: {len(stale)} module(s) of qpsmtpd-stdio have no current bytecode cache "
                            f"({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}), so every session compiles "
                            f"those it imports: run `in.qpsmtpd --check` as root (it writes them), or make "
-                           f"{os.path.join(here, '__pycache__')} writable for this user")
+                           f"{os.path.join(PACKAGE_DIR, '__pycache__')} writable for this user")
         check_unread(config, report)
         check_cdb(config, report)
         check_patterns(config, report)
@@ -135,19 +135,17 @@ def uncached_modules() -> list[str]:
     the import system, which compiles them in every session that imports them)."""
     from .bytecode import cached_code
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    return sorted(name for name in os.listdir(here)
-                  if name.endswith(".py") and cached_code(os.path.join(here, name)) is None)
+    return sorted(name for name in os.listdir(PACKAGE_DIR)
+                  if name.endswith(".py") and cached_code(os.path.join(PACKAGE_DIR, name)) is None)
 
 
 def precompile_package() -> None:
     """Write the standard bytecode cache of each module of the package that has none current."""
     import py_compile
 
-    here = os.path.dirname(os.path.abspath(__file__))
     for name in uncached_modules():
         try:
-            py_compile.compile(os.path.join(here, name), doraise=True)
+            py_compile.compile(os.path.join(PACKAGE_DIR, name), doraise=True)
         except (OSError, py_compile.PyCompileError):
             pass  # reported by the check that follows
 
