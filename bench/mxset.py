@@ -17,11 +17,17 @@ opendkim is installed, one more variant each adds to the whole set the
 `rspamd` plugin, or the `milter` plugin talking to opendkim (real daemons with
 the tests' private configs): its row is what that filter adds to our
 session's CPU (the daemon's own CPU is its own process's).
+
+CPU time on a shared machine drifts by tens of percent within minutes. With
+valgrind installed, `python3 -c pass`, (b) and the whole set also run once
+each under cachegrind, whose count of instructions executed does not drift:
+a second figure for the same ratio.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 import tempfile
@@ -160,6 +166,30 @@ class MXSet:
         out["plugins"] = self.measured + [f"{key[1:]} (added)" for key in self.added]
         return out
 
+    def instructions(self) -> dict:
+        """Instructions executed by one session of each row that has a goal and of its baseline (cachegrind)."""
+        valgrind = shutil.which("valgrind")
+        if not valgrind:
+            return {"skipped": "valgrind is not installed"}
+        out: dict = {}
+        t = time.monotonic()
+        for kind, key, message in (("unsigned", "pass", self.unsigned), ("unsigned", "b", self.unsigned),
+                                   ("unsigned", "all", self.unsigned), ("signed", "all", self.signed)):
+            log_file = self.work / f"cachegrind-{kind}-{key}.log"
+            prefix = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                      f"--log-file={log_file}"]
+            cfg = None if key == "pass" else self.b.cfg["b", "py"] if key == "b" else self.cfg[key]
+            res = self.b.one_session("pass" if key == "pass" else "py", cfg, [] if key == "pass" else ["bob@example.test"],
+                                     message, timeout=600, prefix=prefix)
+            found = re.search(r"I\s+refs:\s+([\d,]+)", log_file.read_text()) if log_file.exists() else None
+            if res["error"] or not found:
+                out[f"{kind} {key}"] = {"error": res["error"] or "no instruction count in cachegrind's log"}
+            else:
+                out[f"{kind} {key}"] = {"instructions": int(found.group(1).replace(",", ""))}
+        self.b.clean_maildirs()
+        log(f"(e) instructions counted under cachegrind in {time.monotonic() - t:.1f}s")
+        return out
+
     def stop(self) -> None:
         for engine in self.engines:
             engine.stop()  # spamd, clamd, and rspamd and opendkim when they ran
@@ -180,6 +210,7 @@ def measure_mx(bench) -> None:
     mx.setup()
     t = time.monotonic()
     bench.results["mx"] = mx.measure()
+    bench.results["mx"]["instructions"] = mx.instructions()
     bench.mx_cfg = mx.cfg["all"]
     log(f"(e) done in {time.monotonic() - t:.1f}s")
 
@@ -204,6 +235,7 @@ def render_mx(R: dict, fmt, cpu_ratio) -> list[str]:
             ratio = e["cpu_ms"]["median"] / base["cpu_ms"]["median"]
             shown = f"≤ {goal}x: {'met' if ratio <= goal else '**MISSED**'}"
         out.append(f"| {label} | {fmt(e, 'cpu_ms')} | {cpu_ratio(e, base)} | {shown} | {fmt(e, 'rss_kb', 1 / 1024)} |")
+    out += render_instructions(M)
     out += ["", "Marginal CPU of each plugin (ms): the median, over rounds, of the whole set's session less the session "
             "without that plugin in the same round (p25–p75).", "",
             "| plugin | unsigned message | DKIM-signed message |", "|---|---|---|"]
@@ -214,4 +246,26 @@ def render_mx(R: dict, fmt, cpu_ratio) -> list[str]:
             cells.append(f"{s['median']:.1f} ({s['p25']:.1f}–{s['p75']:.1f})" if s else "—")
         out.append(f"| {name} | {cells[0]} | {cells[1]} |")
     out.append("")
+    return out
+
+
+def render_instructions(M: dict) -> list[str]:
+    """The cachegrind rows of (e): one session each, instructions against `python3 -c pass`'s."""
+    counts = M.get("instructions")
+    if not counts:
+        return []
+    if "skipped" in counts:
+        return ["", f"Instructions not counted: {counts['skipped']}."]
+    base = counts.get("unsigned pass", {}).get("instructions")
+    out = ["", "Instructions executed, one session each under cachegrind (deterministic up to hash seeds and "
+           "addresses; the CPU ratios above drift with the machine's load):", "",
+           "| session | instructions (M) | ×`python3 -c pass` |", "|---|---|---|"]
+    for label, key in (("`python3 -c pass`", "unsigned pass"), ("(b) the 8-plugin set", "unsigned b"),
+                       ("MX set, unsigned message", "unsigned all"), ("MX set, DKIM-signed message", "signed all")):
+        e = counts.get(key, {})
+        if "instructions" not in e:
+            out.append(f"| {label} | {e.get('error', 'not run')} | — |")
+            continue
+        ratio = f"{e['instructions'] / base:.2f}x" if base else "—"
+        out.append(f"| {label} | {e['instructions'] / 1e6:.1f} | {ratio} |")
     return out

@@ -1,7 +1,8 @@
 """The benchmark runs end to end (`bench/run.py --quick`) and writes its table. No timing is asserted.
 
-Takes under a minute: a clean venv with the project, a few sessions of every
-kind (socketpair, big message, xinetd), real qpsmtpd beside it when installed.
+Takes about two minutes: a clean venv with the project, a few sessions of every
+kind (socketpair, big message, xinetd), real qpsmtpd beside it when installed;
+then section 1e (the MX set, which --quick leaves out) alone, in the same venv.
 """
 
 import json
@@ -68,6 +69,53 @@ def test_table_has_every_row(quick_run):
         assert "xinetd not installed" in table
     # Every session the bench drove must have worked (a failure is printed as FAILED in the table).
     assert "FAILED" not in table and "failed:" not in table, table
+
+
+@pytest.fixture(scope="module")
+def mx_run(quick_run, tmp_path_factory):
+    """Section 1e alone (--quick leaves it out), in quick_run's venv, when its daemons are installed."""
+    sys.path.insert(0, str(ROOT / "tests" / "support"))
+    try:
+        import dnsserver
+        import engines
+    finally:
+        sys.path.pop(0)
+    missing = [name for name, found in (("dnsmasq", dnsserver.dnsmasq_path()), ("spamd", engines.program("spamd")),
+                                        ("clamd", engines.program("clamd"))) if not found]
+    if missing:
+        pytest.skip(f"the MX set needs {', '.join(missing)}")
+    out = tmp_path_factory.mktemp("bench-mx") / "results"
+    venv = quick_run[0].parent / "venv"  # quick_run's --venv
+    cmd = [sys.executable, str(RUN), "--quick", "--sets", "e", "--no-plot", "--out", str(out), "--work",
+           str(out.parent), "--venv", str(venv)]
+    for section in ("latency", "plugins", "messages", "shapes", "xinetd", "daemons", "profiles"):
+        cmd += ["--skip", section]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(out.parent))
+    assert proc.returncode == 0, f"bench/run.py --sets e failed:\n{proc.stdout}\n{proc.stderr}"
+    return (out / "results.md").read_text().split("## 1e.")[1].split("\n## ")[0]
+
+
+def test_mx_set_rows(mx_run):
+    section = mx_run
+    for label in ("`python3 -c pass`", "(b) the 8-plugin set", "MX set, unsigned message", "MX set, DKIM-signed message"):
+        assert f"| {label} | " in section, section
+    assert "FAILED" not in section and "failed:" not in section, section
+
+
+def test_mx_set_instructions(mx_run):
+    """Each goal row's instructions are counted under cachegrind, or the table says why not."""
+    section = mx_run
+    if not shutil.which("valgrind"):
+        assert "Instructions not counted: valgrind is not installed." in section
+        return
+    counts = {}
+    for label in ("`python3 -c pass`", "(b) the 8-plugin set", "MX set, unsigned message", "MX set, DKIM-signed message"):
+        row = next((line for line in section.splitlines() if line.startswith(f"| {label} | ") and line.endswith("x |")), None)
+        assert row is not None, f"no instruction count for {label}:\n{section}"
+        counts[label] = float(row.split(" | ")[1])
+    # Each set does all that the one before it does and more; even `python3 -c pass` runs tens of millions.
+    assert 10 < counts["`python3 -c pass`"] < counts["(b) the 8-plugin set"] < counts["MX set, unsigned message"] \
+        < counts["MX set, DKIM-signed message"], counts
 
 
 def test_results_json_and_profiles(quick_run):
