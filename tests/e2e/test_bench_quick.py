@@ -29,7 +29,8 @@ def have_matplotlib() -> bool:
 def quick_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "results"
-    cmd = [sys.executable, str(RUN), "--quick", "--out", str(out), "--work", str(tmp), "--venv", str(tmp / "venv")]
+    cmd = [sys.executable, str(RUN), "--quick", "--out", str(out), "--work", str(tmp), "--venv", str(tmp / "venv"),
+           "--keep-work"]
     if not have_matplotlib():
         cmd.append("--no-plot")  # bench/.venv-plot would download matplotlib: not in a unit test's time
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=str(tmp))
@@ -116,6 +117,15 @@ def test_mx_set_instructions(mx_run):
     # Each set does all that the one before it does and more; even `python3 -c pass` runs tens of millions.
     assert 10 < counts["`python3 -c pass`"] < counts["(b) the 8-plugin set"] < counts["MX set, unsigned message"] \
         < counts["MX set, DKIM-signed message"], counts
+
+
+def test_sections_leave_the_configs_alone(quick_run):
+    """A section that needs another limit works on a copy: (b)'s own databytes is what the later sections get."""
+    out, _ = quick_run
+    configs = list(out.parent.glob("qpsmtpd-bench-*/config/b-py"))
+    assert len(configs) == 1, configs
+    expected = (ROOT / "bench" / "configs" / "common" / "databytes").read_text()
+    assert (configs[0] / "databytes").read_text() == expected
 
 
 def test_results_json_and_profiles(quick_run):
