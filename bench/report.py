@@ -291,7 +291,8 @@ def render(b: Bench) -> str:
         lrow("(a) config.sample set (its loglevel " + (b.results["meta"].get("config_sample_loglevel") or "default") + ")",
              "a-py", "a-qp" if "a-qp" in L else None)
     else:
-        out.append("| (a) config.sample set | not measured: config.sample/plugins does not exist yet | — | — | — | — | — |")
+        why = "not selected: --sets" if "a" not in b.sets else "config.sample/plugins does not exist"
+        out.append(f"| (a) config.sample set | not measured ({why}) | — | — | — | — | — |")
     lrow(f"(b) qpsmtpd's 8-plugin sample set{sub}", "b-r1-py", "b-r1-qp")
     if "b-r1-checkout" in L:
         lrow("(b) same, run as venv python + checkout `bin/in.qpsmtpd`", "b-r1-checkout", None)
