@@ -167,27 +167,33 @@ class MXSet:
         return out
 
     def instructions(self) -> dict:
-        """Instructions executed by one session of each row that has a goal and of its baseline (cachegrind)."""
+        """Instructions executed by one session of each goal row and its baseline (cachegrind); in a full run,
+        also of each variant less or plus one plugin, for the marginal costs."""
         valgrind = shutil.which("valgrind")
         if not valgrind:
             return {"skipped": "valgrind is not installed"}
+        rows = [("unsigned", "pass"), ("unsigned", "b"), ("unsigned", "all"), ("signed", "all")]
+        if not self.b.opts.quick:
+            rows += [(kind, key) for kind in ("unsigned", "signed") for key in self.cfg if key != "all"]
         out: dict = {}
         t = time.monotonic()
-        for kind, key, message in (("unsigned", "pass", self.unsigned), ("unsigned", "b", self.unsigned),
-                                   ("unsigned", "all", self.unsigned), ("signed", "all", self.signed)):
-            log_file = self.work / f"cachegrind-{kind}-{key}.log"
+        for kind, key in rows:
+            log_file = self.work / f"cachegrind-{kind}-{key.replace('/', '_')}.log"
             prefix = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
                       f"--log-file={log_file}"]
-            cfg = None if key == "pass" else self.b.cfg["b", "py"] if key == "b" else self.cfg[key]
-            res = self.b.one_session("pass" if key == "pass" else "py", cfg, [] if key == "pass" else ["bob@example.test"],
-                                     message, timeout=600, prefix=prefix)
+            if key == "pass":
+                res = self.b.one_session("pass", None, [], b"", prefix=prefix)
+            else:
+                cfg = self.b.cfg["b", "py"] if key == "b" else self.cfg[key]
+                res = self.b.one_session("py", cfg, ["bob@example.test"], self.signed if kind == "signed" else self.unsigned,
+                                         timeout=600, prefix=prefix)
             found = re.search(r"I\s+refs:\s+([\d,]+)", log_file.read_text()) if log_file.exists() else None
             if res["error"] or not found:
                 out[f"{kind} {key}"] = {"error": res["error"] or "no instruction count in cachegrind's log"}
             else:
                 out[f"{kind} {key}"] = {"instructions": int(found.group(1).replace(",", ""))}
         self.b.clean_maildirs()
-        log(f"(e) instructions counted under cachegrind in {time.monotonic() - t:.1f}s")
+        log(f"(e) {len(rows)} sessions counted under cachegrind in {time.monotonic() - t:.1f}s")
         return out
 
     def stop(self) -> None:
@@ -236,15 +242,20 @@ def render_mx(R: dict, fmt, cpu_ratio) -> list[str]:
             shown = f"≤ {goal}x: {'met' if ratio <= goal else '**MISSED**'}"
         out.append(f"| {label} | {fmt(e, 'cpu_ms')} | {cpu_ratio(e, base)} | {shown} | {fmt(e, 'rss_kb', 1 / 1024)} |")
     out += render_instructions(M)
+    counts = M.get("instructions") or {}
     out += ["", "Marginal CPU of each plugin (ms): the median, over rounds, of the whole set's session less the session "
-            "without that plugin in the same round (p25–p75).", "",
-            "| plugin | unsigned message | DKIM-signed message |", "|---|---|---|"]
+            "without that plugin in the same round (p25–p75); and, when counted, the same difference in instructions "
+            "(M, one session each under cachegrind).", "",
+            "| plugin | unsigned message | DKIM-signed message | instructions, unsigned | instructions, signed |",
+            "|---|---|---|---|---|"]
     for name in M["plugins"]:
         cells = []
         for kind in ("unsigned", "signed"):
             s = M["marginal"].get(f"{kind} {name}")
             cells.append(f"{s['median']:.1f} ({s['p25']:.1f}–{s['p75']:.1f})" if s else "—")
-        out.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        for kind in ("unsigned", "signed"):
+            cells.append(marginal_instructions(counts, kind, name))
+        out.append(f"| {name} | {' | '.join(cells)} |")
     out.append("")
     return out
 
@@ -269,3 +280,15 @@ def render_instructions(M: dict) -> list[str]:
         ratio = f"{e['instructions'] / base:.2f}x" if base else "—"
         out.append(f"| {label} | {e['instructions'] / 1e6:.1f} | {ratio} |")
     return out
+
+
+def marginal_instructions(counts: dict, kind: str, name: str) -> str:
+    """What plugin `name` adds to the whole set's session, in millions of instructions ("—" when not counted)."""
+    whole = counts.get(f"{kind} all", {}).get("instructions")
+    if name.endswith(" (added)"):
+        other = counts.get(f"{kind} +{name[:-len(' (added)')]}", {}).get("instructions")
+        diff = None if whole is None or other is None else other - whole
+    else:
+        other = counts.get(f"{kind} -{name}", {}).get("instructions")
+        diff = None if whole is None or other is None else whole - other
+    return "—" if diff is None else f"{diff / 1e6:.2f}"
